@@ -1,0 +1,58 @@
+# kdinterp: the two commands a reviewer needs are `make repro` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+PARAMS := params.yaml
+WORLD_DIR := data/concept_world
+
+# Telemetry off everywhere (DVC, Great Expectations).
+export DVC_NO_ANALYTICS := 1
+export ITERATIVE_DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := false
+# DVC stages call `kdinterp`, which lives in the venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv data repro test lint lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(STAMP)  ## create .venv from requirements.lock (plain pip; torch comes from local disk)
+
+$(STAMP): requirements.lock pyproject.toml
+	@if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	  echo "error: $(PYTHON) is $$($(PYTHON) --version); kdinterp needs Python >= 3.11 (set PYTHON=python3.11)" >&2; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --no-input -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-input --no-deps --no-build-isolation -e .
+	touch $@
+
+data: $(STAMP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc)
+	@if [ -d data ]; then echo "data/ present: keeping it (delete it to regenerate)"; \
+	else kdinterp world generate --params $(PARAMS) --out $(WORLD_DIR); \
+	  dvc status --quiet data.dvc || echo "note: data/ differs from data.dvc (other params or library versions?);" \
+	    "dvc repro will record the new hash in data.dvc and rerun the stages that depend on it" >&2; fi
+
+repro: data  ## run the whole study (dvc repro) on the embedded concept world
+	dvc repro
+	dvc metrics show
+
+test: $(STAMP)  ## run the test suite (CPU, a few minutes)
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)  ## lint the Dockerfile with hadolint
+	$(VENV)/bin/hadolint Dockerfile
+
+lock:  ## re-resolve requirements.lock from pyproject.toml in a scratch venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[test]'
+	{ head -n 2 requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^kdinterp'; \
+	  .lock-venv/bin/pip freeze --all | grep '^setuptools=='; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+clean:  ## remove stage outputs (not data/, not .venv)
+	rm -rf outputs

@@ -1,0 +1,65 @@
+"""Measure the budgets of issue 2 on a fresh clone: `make repro`, a second `dvc repro`, `make test`.
+
+Run by hand from the repository root (takes about as long as the three commands):
+
+    python3 benchmarks/budgets.py [--keep] [--skip-test]
+
+It clones the committed HEAD into a temporary folder, runs the README's commands there (the
+clone's own ``.venv`` is created by ``make``; pip takes the wheels from its cache or local disk)
+and prints one line per step with its wall time.
+Targets (2 CPU cores): `dvc repro` <= 15 min, second `dvc repro` does nothing, `make test` <= 10 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(step: str, command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Run ``command``, stream nothing, return (seconds, combined output); exit on failure."""
+    began = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        sys.exit(f"{step} failed ({' '.join(command)}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds, done.stdout + done.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep the temporary clone")
+    parser.add_argument("--skip-test", action="store_true", help="do not time `make test`")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kdinterp-budget-"))
+    clone = work / "kdinterp"
+    env = {**os.environ, "KDINTERP_PROGRESS": "0"}
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    rows = []
+    rows.append(("make venv (create .venv)", run("make venv", ["make", "venv"], clone, env)[0]))
+    rows.append(("make data (generate the concept world)", run("make data", ["make", "data"], clone, env)[0]))
+    path_env = {**env, "PATH": f"{clone / '.venv' / 'bin'}:{env['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    rows.append(("dvc repro (the whole study)", run("dvc repro", ["dvc", "repro"], clone, path_env)[0]))
+    seconds, output = run("dvc repro (again)", ["dvc", "repro"], clone, path_env)
+    up_to_date = "up to date" in output and "Running stage" not in output
+    rows.append((f"dvc repro again ({'nothing to do' if up_to_date else 'RERAN STAGES'})", seconds))
+    if not args.skip_test:
+        rows.append(("make test", run("make test", ["make", "test"], clone, env)[0]))
+    print(f"{'step':48s} {'seconds':>8s}")
+    for step, seconds in rows:
+        print(f"{step:48s} {seconds:8.1f}")
+    print(f"clone: {clone}" if args.keep else "")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

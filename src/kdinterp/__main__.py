@@ -1,0 +1,5 @@
+"""``python -m kdinterp`` runs the CLI."""
+
+from kdinterp.cli import app
+
+app()

@@ -1,0 +1,70 @@
+"""Helpers shared by the stage modules."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from torch import nn
+
+from kdinterp.data import class_names
+from kdinterp.models import CheckpointError, load_model
+from kdinterp.params import ModelParams, Params
+
+__all__ = ["load_trained", "model_spec", "resolve_device", "sha256_file"]
+
+
+def resolve_device(choice: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU.
+
+    Raises:
+        RuntimeError: ``cuda`` was asked for but is not available.
+    """
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False; use 'auto' or 'cpu'")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def model_spec(params: Params, name: str) -> ModelParams:
+    """The architecture of model ``name`` (a teacher's own, or the shared student one).
+
+    Raises:
+        KeyError: ``name`` is not a model in params.yaml.
+    """
+    if name in params.teachers:
+        return params.teachers[name].model
+    if name in params.students or name in params.distilled:
+        return params.student_recipe.model
+    raise KeyError(f"'{name}' is not a model in params.yaml (models: {', '.join(params.model_names)})")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_trained(params: Params, name: str, path: Path) -> tuple[nn.Module, dict, list[str]]:
+    """Load model ``name`` from ``path``, checking its architecture and classes against params and data.
+
+    Returns:
+        ``(model, header, classes)`` with ``classes`` the data set's class names in logit order.
+
+    Raises:
+        CheckpointError: the file is missing, malformed, of another architecture, or was trained
+            on other classes than the data set in ``params.data``.
+        DataError: the data set is missing.
+    """
+    model, header = load_model(path, model_spec(params, name))
+    classes = class_names(params.data)
+    if header["classes"] != classes:
+        raise CheckpointError(f"{path}: trained on other classes ({len(header['classes'])}) than "
+                              f"{params.data.train_dir} has ({len(classes)}); retrain it (`dvc repro`)")
+    return model, header, classes

@@ -1,0 +1,14 @@
+"""The concept world: a procedural, seeded image world with ground truth for Broden's six
+concept categories (scene, material, object, part, colour, texture).
+
+It stands in for ImageNet (fine-grained classification: subtypes of object types, on scene
+backgrounds that correlate with the type) and for Broden (a probe set for Network Dissection,
+written in the exact Broden layout). See ``generate_world`` and ``world.json``.
+"""
+
+from kdinterp.world.colors import name_colors
+from kdinterp.world.coverage import concept_coverage
+from kdinterp.world.generate import generate_world
+from kdinterp.world.params import WorldParams
+
+__all__ = ["WorldParams", "concept_coverage", "generate_world", "name_colors"]

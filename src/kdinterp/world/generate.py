@@ -1,0 +1,196 @@
+"""Generation of the whole concept world: classification images, probe set and ``world.json``.
+
+Every image is rendered from its own generator, ``numpy.random.default_rng([seed, split, ...])``,
+so the output is byte-identical for the same parameters whatever the number of worker processes
+or the order in which chunks finish. Workers are spawned (not forked), so a caller that has
+already started threads (torch, a progress bar) cannot deadlock them. Workers write their PNGs
+directly (each file atomically); the main process then writes the probe tables and, last,
+``world.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from kdinterp.io import write_json
+from kdinterp.world.broden_writer import ProbeRecord, write_image, write_probe_image, write_tables
+from kdinterp.world.catalog import Catalog, WorldClass, build_catalog
+from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
+from kdinterp.world.compose import Rendered, render_class_image, render_probe_scene, render_texture_tile
+from kdinterp.world.coverage import coverage_table
+from kdinterp.world.params import WorldParams
+from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
+
+__all__ = ["FORMAT_VERSION", "describe", "generate_world", "is_texture_tile"]
+
+FORMAT_VERSION = 1
+_SPLIT_IDS = {"train": 0, "val": 1, "probe": 2}
+_CHUNK = 48  # images per job sent to a worker
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Images ``start..stop-1`` of one split (of one class, for train and val)."""
+
+    split: str
+    start: int
+    stop: int
+    class_index: int = -1
+
+
+def is_texture_tile(index: int, texture_fraction: float) -> bool:
+    """Whether probe image ``index`` is a texture tile (tiles are spread evenly through the set)."""
+    return math.floor((index + 1) * texture_fraction) > math.floor(index * texture_fraction)
+
+
+def _render_probe(params: WorldParams, index: int) -> Rendered:
+    rng = np.random.default_rng([params.seed, _SPLIT_IDS["probe"], index])
+    tiles_before = math.floor(index * params.texture_fraction)
+    if is_texture_tile(index, params.texture_fraction):
+        return render_texture_tile(params, tiles_before, rng)
+    return render_probe_scene(params, index - tiles_before, rng)
+
+
+def _class_seed(params: WorldParams, split: str, cls: WorldClass, k: int) -> list[int]:
+    type_index = OBJECT_TYPES.index(cls.object_type)
+    return [params.seed, _SPLIT_IDS[split], type_index, cls.object_type.subtypes.index(cls.subtype), k]
+
+
+def _run_job(params: WorldParams, out_dir: Path, job: _Job) -> list[ProbeRecord]:
+    """Render and write the images of one job; probe jobs return their records."""
+    catalog = build_catalog(params)
+    if job.split == "probe":
+        n_labels = len(catalog.concepts)
+        return [write_probe_image(out_dir / "probe", i, _render_probe(params, i), n_labels)
+                for i in range(job.start, job.stop)]
+    cls = catalog.classes[job.class_index]
+    for k in range(job.start, job.stop):
+        rng = np.random.default_rng(_class_seed(params, job.split, cls, k))
+        write_image(out_dir / job.split / cls.name / f"{cls.name}_{k:05d}.png",
+                    render_class_image(params, cls, rng).image)
+    return []
+
+
+def _chunks(split: str, total: int, class_index: int = -1) -> list[_Job]:
+    return [_Job(split, a, min(a + _CHUNK, total), class_index) for a in range(0, total, _CHUNK)]
+
+
+def _plan(params: WorldParams, catalog: Catalog) -> list[_Job]:
+    jobs = _chunks("probe", params.probe_images)
+    for cls in catalog.classes:
+        jobs += _chunks("train", params.train_per_class, cls.index)
+        jobs += _chunks("val", params.val_per_class, cls.index)
+    return jobs
+
+
+def _progress(enabled: bool) -> Progress:
+    columns = (TextColumn("[bold]concept world"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(*columns, disable=not enabled)
+
+
+def _execute(params: WorldParams, out_dir: Path, jobs: list[_Job], workers: int, progress: bool) -> list[ProbeRecord]:
+    """Run every job (in-process when ``workers == 1``); return the probe records in index order."""
+    results: dict[int, list[ProbeRecord]] = {}
+    with _progress(progress) as bar:
+        task = bar.add_task("render", total=sum(j.stop - j.start for j in jobs))
+        if workers == 1:
+            for n, job in enumerate(jobs):
+                results[n] = _run_job(params, out_dir, job)
+                bar.advance(task, job.stop - job.start)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_run_job, params, out_dir, job): n for n, job in enumerate(jobs)}
+                try:
+                    for fut in as_completed(futures):
+                        results[futures[fut]] = fut.result()
+                        bar.advance(task, jobs[futures[fut]].stop - jobs[futures[fut]].start)
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # a failed job (or Ctrl-C) stops the rest
+                    raise
+    return [r for n in range(len(jobs)) for r in results[n]]
+
+
+def _prepare(out_dir: Path, catalog: Catalog) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"{out_dir}: output directory exists and is not empty; delete it or choose another "
+                              f"--out (the concept world is only generated into an empty directory)")
+    for split in ("train", "val"):
+        for cls in catalog.classes:
+            (out_dir / split / cls.name).mkdir(parents=True, exist_ok=True)
+    for group in ("scenes", "textures"):
+        (out_dir / "probe" / "images" / group).mkdir(parents=True, exist_ok=True)
+
+
+def _class_entry(cls: WorldClass) -> dict[str, Any]:
+    differs = {"part": cls.object_type.differs_in, "property": cls.object_type.property}
+    return {"index": cls.index, "name": cls.name, "object_type": cls.object_type.name,
+            "subtype": cls.subtype.name, "differs_in": differs}
+
+
+def describe(params: WorldParams, catalog: Catalog, records: list[ProbeRecord]) -> dict[str, Any]:
+    """The machine-readable description of a generated world (the content of ``world.json``)."""
+    labels = [(c.number, c.name, c.category) for c in catalog.concepts]
+    pixels = np.sum([r.counts for r in records], axis=0)
+    total = sum(int(r.row["sh"]) * int(r.row["sw"]) for r in records)
+    table = coverage_table(labels, pixels, total)
+    textures = sum(is_texture_tile(i, params.texture_fraction) for i in range(params.probe_images))
+    return {
+        "format_version": FORMAT_VERSION,
+        "params": dataclasses.asdict(params),
+        "classes": [_class_entry(c) for c in catalog.classes],
+        "object_types": {t.name: {"parts": list(t.part_names), "scenes": list(t.scenes),
+                                  "subtypes": [s.name for s in t.subtypes],
+                                  "differs_in": {"part": t.differs_in, "property": t.property}}
+                         for t in OBJECT_TYPES},
+        "scenes": {s.name: {"materials": list(s.materials)} for s in SCENES},
+        "materials": [m.name for m in MATERIALS],
+        "textures": list(TEXTURES),
+        "colors": {name: list(rgb) for name, rgb in zip(COLOR_NAMES, PROTOTYPES, strict=True)},
+        "concepts": [{"number": c.number, "name": c.name, "category": c.category} for c in catalog.concepts],
+        "counts": {"train": params.train_per_class * len(catalog.classes),
+                   "val": params.val_per_class * len(catalog.classes), "probe": params.probe_images,
+                   "probe_scenes": params.probe_images - textures, "probe_textures": textures},
+        "coverage": {name: float(f) for name, f in zip(table["concept"], table["fraction"], strict=True)},
+    }
+
+
+def generate_world(params: WorldParams, out_dir: str | Path, *, workers: int = 2, progress: bool = True) -> dict:
+    """Generate the concept world into ``out_dir``.
+
+    Writes ``train/<class>/<class>_<k>.png`` and ``val/...`` (ImageFolder layout, RGB PNG of
+    ``params.image_size`` pixels), the Broden-layout probe set under ``probe/`` and, last,
+    ``world.json``. Same ``params`` give byte-identical files whatever ``workers`` is.
+
+    Args:
+        params: the world parameters.
+        out_dir: output directory; must not exist or be empty.
+        workers: rendering processes (1 renders in this process).
+        progress: show a rich progress bar.
+
+    Returns:
+        The content of ``world.json``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and is not an empty directory.
+        ValueError: ``workers`` < 1.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out = Path(out_dir)
+    catalog = build_catalog(params)
+    _prepare(out, catalog)
+    records = _execute(params, out, _plan(params, catalog), workers, progress)
+    write_tables(out / "probe", records, catalog.concepts)
+    description = describe(params, catalog, records)
+    write_json(out / "world.json", description)
+    return description

@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny ImageFolder data, tiny Broden-layout probe sets, tiny params."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(2)
+
+CATEGORY_ORDER = ("color", "object", "part", "material", "scene", "texture")
+
+
+def write_label_png(path: Path, labels: np.ndarray) -> str:
+    """Write an int label map as a Broden segmentation PNG (R + 256 * G); return the file name."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rgb = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    rgb[..., 0] = labels % 256
+    rgb[..., 1] = labels // 256
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb, "RGB").save(path)
+    return path.name
+
+
+def write_broden(root: Path, labels: dict[int, tuple[str, str]], rows: list[dict], *,
+                 image_size: int = 8, seg_size: int | None = None) -> Path:
+    """Write a Broden-layout probe set.
+
+    Args:
+        root: target directory.
+        labels: ``{number: (name, category)}``.
+        rows: one dict per image: ``{"image": uint8 (H, W, 3) array (optional),
+            category: list of int scalars or 2-D label arrays}``.
+        image_size: size of generated images when a row gives none.
+        seg_size: segmentation size (default: image size).
+    """
+    seg = seg_size or image_size
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    present = [c for c in CATEGORY_ORDER if any(cat == c for _, cat in labels.values())]
+    with open(root / "category.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "first", "last", "count", "frequency"])
+        for c in present:
+            w.writerow([c, 0, 0, 0, 0])
+    with open(root / "label.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["number", "name", "category", "frequency", "coverage", "syns"])
+        for number, (name, cat) in sorted(labels.items()):
+            w.writerow([number, name, f"{cat}(1)", 1, "1.0", ""])
+    for c in present:
+        with open(root / f"c_{c}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["code", "number", "name", "frequency", "coverage"])
+            for code, (number, (name, cat)) in enumerate(sorted(labels.items()), start=1):
+                if cat == c:
+                    w.writerow([code, number, name, 1, "1.0"])
+    rng = np.random.default_rng(0)
+    with open(root / "index.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "split", "ih", "iw", "sh", "sw", *CATEGORY_ORDER])
+        for i, row in enumerate(rows):
+            pixels = row.get("image")
+            if pixels is None:
+                pixels = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
+            Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB").save(images / f"img{i}.png")
+            fields = []
+            for c in CATEGORY_ORDER:
+                items = []
+                for j, item in enumerate(row.get(c, [])):
+                    if isinstance(item, int):
+                        items.append(str(item))
+                    else:
+                        items.append(write_label_png(images / f"img{i}_{c}_{j}.png", item))
+                fields.append(";".join(items))
+            w.writerow([f"img{i}.png", "train", pixels.shape[0], pixels.shape[1], seg, seg, *fields])
+    return root
+
+
+def write_image_folder(root: Path, classes: list[str], per_class: int, size: int = 16, seed: int = 0) -> Path:
+    """Write ``per_class`` noisy images per class; class ``k`` has mean colour ``k / len(classes)``."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array([255 * k / len(classes), 128, 255 - 255 * k / len(classes)])
+        for i in range(per_class):
+            pixels = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "RGB").save(folder / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folders(tmp_path: Path) -> dict[str, Path]:
+    """Train/val ImageFolder trees with 3 colour classes of 16x16 images."""
+    classes = ["a_one", "a_two", "b_one"]
+    return {"train": write_image_folder(tmp_path / "train", classes, 8, seed=0),
+            "val": write_image_folder(tmp_path / "val", classes, 4, seed=1)}

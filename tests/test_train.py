@@ -1,0 +1,78 @@
+"""Training: resumable with identical results, refuses stale checkpoints, stops on a NaN loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdinterp import train
+from kdinterp.data import build_transform, image_folder
+from kdinterp.distill import Vanilla
+from kdinterp.models import build_model
+from kdinterp.params import DataParams, ModelParams, OptimParams
+from kdinterp.train import NonFiniteLossError, fit, lr_factor
+
+SPEC = ModelParams("resnet10", width=4, small_input=True)
+OPTIM = OptimParams(epochs=3, batch_size=8, lr=0.05)
+
+
+def _data(folders: dict[str, Path]) -> DataParams:
+    return DataParams(train_dir=str(folders["train"]), val_dir=str(folders["val"]), image_size=16,
+                      augment="crop_flip", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def _run(folders, checkpoints: Path, fingerprint: str = "f") -> tuple[Vanilla, list[dict]]:
+    torch.manual_seed(0)
+    distiller = Vanilla(build_model(SPEC, 3))
+    train_set = image_folder(folders["train"], build_transform(_data(folders), train=True))
+    history = fit(distiller, train_set, None, OPTIM, seed=3, checkpoint_dir=checkpoints, fingerprint=fingerprint,
+                  device=torch.device("cpu"))
+    return distiller, history
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_folders, tmp_path: Path, monkeypatch) -> None:
+    reference, _ = _run(tiny_folders, tmp_path / "a")
+    real_epoch = train.train_one_epoch
+
+    def dies_in_third_epoch(distiller, loader, optimizer, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt  # killed mid-epoch, after two checkpoints
+        return real_epoch(distiller, loader, optimizer, epoch, *args)
+
+    monkeypatch.setattr(train, "train_one_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_folders, tmp_path / "b")
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    resumed, history = _run(tiny_folders, tmp_path / "b")
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_checkpoint_of_another_configuration_is_ignored(tiny_folders, tmp_path: Path) -> None:
+    _run(tiny_folders, tmp_path / "c", fingerprint="old")
+    _, history = _run(tiny_folders, tmp_path / "c", fingerprint="new")
+    assert len(history) == 3  # trained all epochs again instead of resuming a finished run
+
+
+def test_nan_loss_stops_with_epoch_and_step(tiny_folders, tmp_path: Path) -> None:
+    class Broken(Vanilla):
+        def forward_train(self, images, targets):
+            logits, terms = super().forward_train(images, targets)
+            return logits, {"loss_ce": terms["loss_ce"] * float("nan")}
+
+    torch.manual_seed(0)
+    train_set = image_folder(tiny_folders["train"], build_transform(_data(tiny_folders), train=True))
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 0: loss is nan \(loss_ce=nan\)"):
+        fit(Broken(build_model(SPEC, 3)), train_set, None, OPTIM, seed=0, checkpoint_dir=tmp_path,
+            fingerprint="f", device=torch.device("cpu"))
+
+
+def test_schedules() -> None:
+    cosine = lr_factor(OptimParams(epochs=4, batch_size=1, lr=1.0))
+    assert [round(cosine(e), 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
+    steps = lr_factor(OptimParams(epochs=4, batch_size=1, lr=1.0, schedule="multistep", milestones=(1, 3)))
+    assert [steps(e) for e in range(4)] == [1.0, 0.1, 0.1, pytest.approx(0.01)]
