@@ -39,7 +39,8 @@ data: $(STAMP)  ## generate the concept world into data/ if it is missing (track
 
 repro: data  ## run the whole study (dvc repro) on the embedded concept world
 	dvc repro
-	dvc metrics show
+	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['
+	@echo "Full report: paper_figures/REPRODUCTION.md; all metrics: dvc metrics show"
 
 test: $(STAMP)  ## run the test suite (CPU, a few minutes)
 	$(VENV)/bin/python -m pytest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from datetime import datetime
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -16,12 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 __all__ = ["console", "log", "progress_bar"]
 
-console = Console(stderr=True, log_path=False, soft_wrap=True)
+console = Console(stderr=True)
 
 
 def log(message: str) -> None:
-    """Print one log line (stderr) with the time."""
-    console.log(message, highlight=False)
+    """Print one log line (stderr) prefixed with the time; never wrapped, so logs stay greppable."""
+    console.print(f"[{datetime.now():%H:%M:%S}] {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _enabled() -> bool:

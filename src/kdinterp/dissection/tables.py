@@ -2,8 +2,9 @@
 
 Labelling rule (NetDissect-Lite ``tally`` scoring, ``research/dissection.md`` §1.4): for each unit
 and category, the best concept is the one with the highest IoU among concepts whose primary
-category it is; the unit's concept is the best over categories (ties: the first category in
-``categories`` order). A *detector* is a unit whose best IoU is ``>= iou_threshold``. Units are
+category it is; the unit's concept is the best over categories (ties: the first category in the
+paper's order, object, part, scene, material, texture, color). A unit that overlaps nothing has
+an empty concept and category, concept id 0 and IoU 0. A *detector* is a unit whose best IoU is ``>= iou_threshold``. Units are
 0-based.
 """
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from kdinterp.params import CATEGORIES
 
 __all__ = ["DissectionResult", "summary", "tally_table", "units_table"]
 
@@ -77,31 +80,37 @@ def units_table(result: DissectionResult, iou_threshold: float) -> pd.DataFrame:
     """One row per unit: its best concept overall and per category, and whether it is a detector.
 
     Columns: ``unit, concept, concept_id, category, iou, detector``, then ``<category>_concept``
-    and ``<category>_iou`` for each category (empty concept and IoU 0 where the unit never
-    overlaps that category).
+    and ``<category>_iou`` for each category in the paper's order (:data:`kdinterp.params.CATEGORIES`;
+    empty concept, id 0 and IoU 0 where the unit never overlaps that category).
     """
     names = np.asarray(result.label_names, dtype=object)
-    best_label = np.zeros((result.num_units, len(result.categories)), dtype=np.int64)
-    best_iou = np.zeros((result.num_units, len(result.categories)))
-    for c in range(len(result.categories)):
+    order = sorted(range(len(result.categories)), key=lambda c: _paper_rank(result.categories[c]))
+    best_label = np.zeros((result.num_units, len(order)), dtype=np.int64)
+    best_iou = np.zeros((result.num_units, len(order)))
+    for column, c in enumerate(order):
         masked = np.where(result.label_category[None, :] == c, result.iou, -1.0)
-        best_label[:, c] = masked.argmax(1)
-        best_iou[:, c] = np.maximum(masked.max(1), 0.0)
+        best_label[:, column] = masked.argmax(1)
+        best_iou[:, column] = np.maximum(masked.max(1), 0.0)
     best_label[best_iou == 0] = 0
-    top = best_iou.argmax(1)  # first category on ties
+    top = best_iou.argmax(1)  # ties: the first category in the paper's order
     rows = np.arange(result.num_units)
+    category_names = np.asarray([result.categories[c] for c in order], dtype=object)
     table = pd.DataFrame({
         "unit": rows.astype(np.int64),
         "concept": names[best_label[rows, top]],
         "concept_id": best_label[rows, top],
-        "category": np.asarray(result.categories, dtype=object)[top],
+        "category": np.where(best_iou[rows, top] > 0, category_names[top], ""),
         "iou": best_iou[rows, top],
     })
     table["detector"] = table["iou"] >= iou_threshold
-    for c, category in enumerate(result.categories):
-        table[f"{category}_concept"] = names[best_label[:, c]]
-        table[f"{category}_iou"] = best_iou[:, c]
+    for column, category in enumerate(category_names):
+        table[f"{category}_concept"] = names[best_label[:, column]]
+        table[f"{category}_iou"] = best_iou[:, column]
     return table
+
+
+def _paper_rank(category: str) -> int:
+    return CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES)
 
 
 def summary(units: pd.DataFrame, result: DissectionResult, *, quantile: float, iou_threshold: float,
@@ -117,7 +126,7 @@ def summary(units: pd.DataFrame, result: DissectionResult, *, quantile: float, i
         "iou_threshold": iou_threshold,
         "num_detectors": int(len(detectors)),
         "num_unique_concepts": int(detectors["concept"].nunique()),
-        "detectors": {c: int((detectors["category"] == c).sum()) for c in result.categories},
+        "detectors": {c: int((detectors["category"] == c).sum()) for c in CATEGORIES if c in result.categories},
         "unique_concepts": {c: int(detectors.loc[detectors["category"] == c, "concept"].nunique())
-                            for c in result.categories},
+                            for c in CATEGORIES if c in result.categories},
     }
