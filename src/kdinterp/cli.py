@@ -18,8 +18,8 @@ import typer
 
 from kdinterp.world.cli import app as world_app
 
-app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, pretty_exceptions_enable=False,
-                  add_completion=False)
+app = typer.Typer(help="kdinterp: knowledge distillation and interpretability, one command per DVC stage.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(world_app, name="world")
 
 Params = Annotated[Path, typer.Option("--params", help="The parameter file.")]
@@ -84,7 +84,7 @@ def distill_student(name: Name, teacher: Annotated[Path, typer.Option(help="The 
 @app.command()
 def evaluate(name: Name, model: Annotated[Path, typer.Option(help="The model file.")], metrics: Out,
              predictions: Out, params: Params = Path("params.yaml")) -> None:
-    """Evaluate model NAME on the validation split (stage evaluate@NAME)."""
+    """Evaluate model NAME on the validation split (stage evaluate_*@NAME)."""
     from kdinterp.stages import evaluation
 
     with _errors():
@@ -94,7 +94,7 @@ def evaluate(name: Name, model: Annotated[Path, typer.Option(help="The model fil
 @app.command()
 def dissect(name: Name, model: Annotated[Path, typer.Option(help="The model file.")], out: Out,
             params: Params = Path("params.yaml")) -> None:
-    """Network Dissection of model NAME on the probe set (stage dissect@NAME)."""
+    """Network Dissection of model NAME on the probe set (stage dissect_*@NAME)."""
     from kdinterp.stages import dissection
 
     with _errors():

@@ -345,10 +345,9 @@ def plot_accuracy_detectors(params: Params, run: RunResults) -> Figure:
     paper_acc = [PAPER_TOP1_PERCENT[role] for role in STUDENT_ROLES]
     _role_panel(acc_run, [m.label for m in students], run_acc, colors,
                 _with_delta(run_acc, ".2f", ".2f", "%", " pp"), paper=False, ylim=100.0)
-    acc_run.axhline(100 * teacher.top1, color=run.colors[teacher.name], linestyle="--", linewidth=1)
-    acc_run.annotate(f"teacher, {teacher.arch}: {100 * teacher.top1:.2f}%", (1.0, 100 * teacher.top1),
-                     xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", ha="right",
-                     va="bottom", fontsize=8.5, color=run.colors[teacher.name])
+    acc_run.axhline(100 * teacher.top1, color=run.colors[teacher.name], linestyle="--", linewidth=1,
+                    label=f"teacher ({teacher.arch}): {100 * teacher.top1:.2f}%", zorder=0)
+    acc_run.legend(loc="lower right", fontsize=8.5, framealpha=0.9, frameon=True)
     _role_panel(acc_paper, [ROLE_LABELS[r] for r in STUDENT_ROLES], paper_acc, colors,
                 _with_delta(paper_acc, ".2f", ".2f", "%", " pp"), paper=True, ylim=100.0)
 
