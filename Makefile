@@ -32,7 +32,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 data: $(STAMP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc)
-	@if [ -d data ]; then echo "data/ present: keeping it (delete it to regenerate)"; \
+	@if [ -f $(WORLD_DIR)/world.json ]; then echo "$(WORLD_DIR) present: keeping it (delete data/ to regenerate)"; \
 	else kdinterp world generate --params $(PARAMS) --out $(WORLD_DIR); \
 	  dvc status --quiet data.dvc || echo "note: data/ differs from data.dvc (other params or library versions?);" \
 	    "dvc repro will record the new hash in data.dvc and rerun the stages that depend on it" >&2; fi

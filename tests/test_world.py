@@ -206,6 +206,19 @@ def test_non_empty_output_directory_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_interrupted_generation_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdinterp.world import generate as generate_module
+
+    def fails(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_module, "write_tables", fails)
+    tiny = WorldParams(object_types=2, subtypes_per_type=2, train_per_class=1, val_per_class=1, probe_images=4)
+    with pytest.raises(KeyboardInterrupt):
+        generate_world(tiny, tmp_path / "world", workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither the world nor its staging directory
+
+
 def test_name_colors_names_prototypes_and_leaves_ambiguous_pixels_unnamed() -> None:
     for k, proto in enumerate(PROTOTYPES):
         assert (name_colors(np.full((4, 4, 3), proto, dtype=np.uint8)) == k + 1).all(), COLOR_NAMES[k]

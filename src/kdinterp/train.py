@@ -70,7 +70,8 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None,
 
     Returns:
         One dict per epoch: ``epoch`` (1-based), ``lr``, each loss term, ``loss``,
-        ``train_top1``, ``val_top1`` (if ``val_loader``), ``seconds``.
+        ``train_top1``, ``val_top1`` (if ``val_loader``). Wall time is only logged, so that the
+        history, like the weights, is identical between runs.
 
     Raises:
         NonFiniteLossError: a batch loss is NaN/inf; the message names epoch, step and terms.
@@ -90,9 +91,9 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None,
         scheduler.step()
         if val_loader is not None:
             stats["val_top1"] = top1(distiller.student, val_loader, device)
-        stats["seconds"] = time.perf_counter() - began
         history.append(stats)
-        log(f"{label} epoch {epoch + 1}/{optim.epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "epoch"))
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "epoch")
+        log(f"{label} epoch {epoch + 1}/{optim.epochs}: {shown} ({time.perf_counter() - began:.1f} s)")
         _save_checkpoint(checkpoint_dir / CHECKPOINT, fingerprint, distiller, optimizer, scheduler, epoch + 1, history)
     return history
 

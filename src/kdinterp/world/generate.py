@@ -4,8 +4,8 @@ Every image is rendered from its own generator, ``numpy.random.default_rng([seed
 so the output is byte-identical for the same parameters whatever the number of worker processes
 or the order in which chunks finish. Workers are spawned (not forked), so a caller that has
 already started threads (torch, a progress bar) cannot deadlock them. Workers write their PNGs
-directly (each file atomically); the main process then writes the probe tables and, last,
-``world.json``.
+directly; the main process then writes the probe tables and ``world.json``. Everything goes to
+a staging directory renamed into place at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,15 +121,16 @@ def _execute(params: WorldParams, out_dir: Path, jobs: list[_Job], workers: int,
     return [r for n in range(len(jobs)) for r in results[n]]
 
 
-def _prepare(out_dir: Path, catalog: Catalog) -> None:
+def _prepare(out_dir: Path, staging: Path, catalog: Catalog) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir}: output directory exists and is not empty; delete it or choose another "
                               f"--out (the concept world is only generated into an empty directory)")
+    shutil.rmtree(staging, ignore_errors=True)  # left over from a killed run
     for split in ("train", "val"):
         for cls in catalog.classes:
-            (out_dir / split / cls.name).mkdir(parents=True, exist_ok=True)
+            (staging / split / cls.name).mkdir(parents=True, exist_ok=True)
     for group in ("scenes", "textures"):
-        (out_dir / "probe" / "images" / group).mkdir(parents=True, exist_ok=True)
+        (staging / "probe" / "images" / group).mkdir(parents=True, exist_ok=True)
 
 
 def _class_entry(cls: WorldClass) -> dict[str, Any]:
@@ -165,9 +167,11 @@ def describe(params: WorldParams, catalog: Catalog, records: list[ProbeRecord]) 
 
 
 def generate_world(params: WorldParams, out_dir: str | Path, *, workers: int = 2, progress: bool = True) -> dict:
-    """Generate the concept world into ``out_dir``.
+    """Generate the concept world into ``out_dir``, all or nothing.
 
-    Writes ``train/<class>/<class>_<k>.png`` and ``val/...`` (ImageFolder layout, RGB PNG of
+    Everything is written into a sibling ``.<name>.partial`` directory that is renamed to
+    ``out_dir`` at the end, so an interrupted run leaves no half-written world behind. Writes
+    ``train/<class>/<class>_<k>.png`` and ``val/...`` (ImageFolder layout, RGB PNG of
     ``params.image_size`` pixels), the Broden-layout probe set under ``probe/`` and, last,
     ``world.json``. Same ``params`` give byte-identical files whatever ``workers`` is.
 
@@ -187,10 +191,18 @@ def generate_world(params: WorldParams, out_dir: str | Path, *, workers: int = 2
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
+    staging = out.with_name(f".{out.name}.partial")
     catalog = build_catalog(params)
-    _prepare(out, catalog)
-    records = _execute(params, out, _plan(params, catalog), workers, progress)
-    write_tables(out / "probe", records, catalog.concepts)
-    description = describe(params, catalog, records)
-    write_json(out / "world.json", description)
+    _prepare(out, staging, catalog)
+    try:
+        records = _execute(params, staging, _plan(params, catalog), workers, progress)
+        write_tables(staging / "probe", records, catalog.concepts)
+        description = describe(params, catalog, records)
+        write_json(staging / "world.json", description)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()  # empty, checked by _prepare
+    staging.rename(out)
     return description
