@@ -64,3 +64,10 @@ def test_distilled_students_depend_on_their_teacher_and_others_do_not(stages) ->
         assert f"outputs/models/{spec.teacher}.safetensors" in deps
     for name in params.students:
         assert not any(d.def_path.startswith("outputs/") for d in stages[f"train_student@{name}"].deps)
+
+
+def test_training_code_fingerprint_covers_the_training_stage_deps(stages) -> None:
+    from kdinterp.stages.training import TRAINING_CODE
+
+    deps = {d.def_path for d in stages["train_teacher@teacher"].deps if d.def_path.startswith("src/")}
+    assert deps == {f"src/kdinterp/{module}" for module in TRAINING_CODE}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+import kdinterp
 from kdinterp.data import build_transform, class_names, image_folder, make_loader
 from kdinterp.distill import Distiller, LogitKD, Vanilla
 from kdinterp.io import atomic_path
@@ -18,7 +19,11 @@ from kdinterp.progress import log
 from kdinterp.stages.common import load_trained, resolve_device, sha256_file
 from kdinterp.train import fit
 
-__all__ = ["distill_student", "train_student", "train_teacher"]
+__all__ = ["TRAINING_CODE", "distill_student", "train_student", "train_teacher"]
+
+#: Modules whose code defines a training run (relative to the package; the same files are the
+#: training stages' deps in dvc.yaml).
+TRAINING_CODE = ("data.py", "distill.py", "losses.py", "models.py", "train.py", "stages/training.py")
 
 
 def train_teacher(params: Params, name: str, out: Path, checkpoints: Path, history: Path) -> None:
@@ -56,7 +61,8 @@ def _train(params: Params, name: str, model: ModelParams, optim: OptimParams, ma
     torch.manual_seed(params.seed)
     distiller: Distiller = make_distiller(build_model(model, len(classes)))
     fingerprint = _fingerprint({"name": name, "seed": params.seed, "model": as_dict(model), "optim": as_dict(optim),
-                                "data": as_dict(data), "config": config, "train_data": _data_identity(train_set, data)})
+                                "data": as_dict(data), "config": config, "train_data": _data_identity(train_set, data),
+                                "code": _code_identity()})
     log(f"training {name}: {model.arch} (width {model.width}) on {len(train_set)} images, {len(classes)} classes")
     records = fit(distiller, train_set, val_loader, optim, seed=params.seed, checkpoint_dir=checkpoints,
                   fingerprint=fingerprint, device=resolve_device(), num_workers=data.num_workers, label=name)
@@ -66,7 +72,21 @@ def _train(params: Params, name: str, model: ModelParams, optim: OptimParams, ma
 
 
 def _fingerprint(config: dict) -> str:
+    """Identity of a training run: a checkpoint is resumed only by a run with the same fingerprint."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _code_identity() -> str:
+    """Hash of the modules that define training (the stage's ``src`` deps in dvc.yaml).
+
+    DVC reruns a training stage when these change; the hash keeps that rerun from resuming a
+    checkpoint written by the old code.
+    """
+    package = Path(kdinterp.__file__).parent
+    digest = hashlib.sha256()
+    for module in TRAINING_CODE:
+        digest.update(module.encode() + b"\0" + (package / module).read_bytes())
+    return digest.hexdigest()
 
 
 def _data_identity(dataset, data) -> str:
