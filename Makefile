@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 PARAMS := params.yaml
+PROFILE ?=
 WORLD_DIR := data/concept_world
 
 # Telemetry off everywhere (DVC, Great Expectations).
@@ -37,7 +38,9 @@ data: $(STAMP)  ## generate the concept world into data/ if it is missing (track
 	  dvc status --quiet data.dvc || echo "note: data/ differs from data.dvc (other params or library versions?);" \
 	    "dvc repro will record the new hash in data.dvc and rerun the stages that depend on it" >&2; fi
 
-repro: data  ## run the whole study (dvc repro) on the embedded concept world
+repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=all_students for every student
+	@if [ -n "$(PROFILE)" ]; then test -f profiles/$(PROFILE).yaml || { echo "error: no profiles/$(PROFILE).yaml" >&2; exit 1; }; \
+	  cp profiles/$(PROFILE).yaml $(PARAMS); echo "params.yaml <- profiles/$(PROFILE).yaml (git checkout params.yaml to go back)"; fi
 	dvc repro
 	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['
 	@echo "Full report: paper_figures/REPRODUCTION.md; all metrics: dvc metrics show"

@@ -12,7 +12,7 @@ from kdinterp.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 COMMANDS = ["train-teacher", "train-student", "distill-student", "evaluate", "dissect", "validate",
-            "similarity", "figures", "world"]
+            "similarity", "figures", "report", "validate-data", "world"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -15,7 +15,7 @@ def test_teacher_stays_in_eval_mode_and_gets_no_gradients() -> None:
     teacher, student = build_model(SPEC, 3), build_model(SPEC, 3)
     distiller = LogitKD(student, teacher, temperature=4.0, alpha=0.5).train()
     assert student.training and not teacher.training
-    logits, terms = distiller.forward_train(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]))
+    logits, terms = distiller.forward_train(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]), torch.arange(4))
     sum(terms.values()).backward()
     assert set(terms) == {"loss_ce", "loss_kd"} and logits.shape == (4, 3)
     assert all(p.grad is None for p in teacher.parameters())
@@ -27,7 +27,8 @@ def test_teacher_batchnorm_statistics_do_not_move() -> None:
     teacher = build_model(SPEC, 3)
     before = teacher.bn1.running_mean.clone()
     LogitKD(build_model(SPEC, 3), teacher, 2.0, 0.5).train().forward_train(torch.randn(4, 3, 16, 16) + 3,
-                                                                           torch.zeros(4, dtype=torch.long))
+                                                                           torch.zeros(4, dtype=torch.long),
+                                                                           torch.arange(4))
     assert torch.equal(teacher.bn1.running_mean, before)
 
 
@@ -35,6 +36,6 @@ def test_vanilla_uses_label_smoothing() -> None:
     student = build_model(SPEC, 3)
     x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
     torch.manual_seed(0)
-    plain = Vanilla(student, 0.0).eval().forward_train(x, y)[1]["loss_ce"]
-    smooth = Vanilla(student, 0.3).eval().forward_train(x, y)[1]["loss_ce"]
+    plain = Vanilla(student, 0.0).eval().forward_train(x, y, torch.arange(4))[1]["loss_ce"]
+    smooth = Vanilla(student, 0.3).eval().forward_train(x, y, torch.arange(4))[1]["loss_ce"]
     assert plain.item() != smooth.item()

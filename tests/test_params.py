@@ -50,3 +50,26 @@ def test_bad_values_are_refused(tmp_path: Path, edit, message: str) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_params(tmp_path / "nope.yaml")
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}.{key}" if prefix else key).items()}
+
+
+def test_all_students_profile_is_params_yaml_plus_models() -> None:
+    """The profile may only add models (teachers, distilled students); everything else matches params.yaml."""
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "profiles" / "all_students.yaml").read_text())
+    flat_default, flat_profile = _flatten(default), _flatten(profile)
+    assert {k: flat_profile.get(k) for k in flat_default} == flat_default
+    added = {k.split(".")[:2][0] for k in set(flat_profile) - set(flat_default)}
+    assert added <= {"teachers", "distilled"}
+    params = load_params(ROOT / "profiles" / "all_students.yaml")
+    methods = {spec.method for spec in params.distilled.values()}
+    assert methods == {"kd", "at", "ft", "crd", "sskd"}
+    assert any(spec.teacher in params.students for spec in params.distilled.values())  # self-distillation
+    for method in methods - {"kd"}:
+        alphas = {spec.alpha > 0 for spec in params.distilled.values() if spec.method == method}
+        assert alphas == {False, True}, method  # with and without logit KD

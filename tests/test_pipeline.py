@@ -67,7 +67,8 @@ def test_distilled_students_depend_on_their_teacher_and_others_do_not(stages) ->
 
 
 def test_training_code_fingerprint_covers_the_training_stage_deps(stages) -> None:
-    from kdinterp.stages.training import TRAINING_CODE
+    from kdinterp.stages.training import DISTILLATION_CODE, TRAINING_CODE
 
-    deps = {d.def_path for d in stages["train_teacher@teacher"].deps if d.def_path.startswith("src/")}
-    assert deps == {f"src/kdinterp/{module}" for module in TRAINING_CODE}
+    for stage, code in (("train_teacher@teacher", TRAINING_CODE), ("distill_student@kd", DISTILLATION_CODE)):
+        deps = {d.def_path for d in stages[stage].deps if d.def_path.startswith("src/")}
+        assert deps == {f"src/kdinterp/{module}" for module in code}, stage

@@ -60,8 +60,8 @@ def test_checkpoint_of_another_configuration_is_ignored(tiny_folders, tmp_path: 
 
 def test_nan_loss_stops_with_epoch_and_step(tiny_folders, tmp_path: Path) -> None:
     class Broken(Vanilla):
-        def forward_train(self, images, targets):
-            logits, terms = super().forward_train(images, targets)
+        def forward_train(self, images, targets, indices):
+            logits, terms = super().forward_train(images, targets, indices)
             return logits, {"loss_ce": terms["loss_ce"] * float("nan")}
 
     torch.manual_seed(0)

@@ -80,7 +80,7 @@ def test_seed_changes_the_images(tmp_path: Path) -> None:
     generate_world(WorldParams(seed=2, **small), tmp_path / "b", progress=False)
     a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
     assert a.keys() == b.keys()
-    images = [k for k in a if re.search(r"\d{5}\.png$", k)]
+    images = [k for k in a if re.search(r"\d{5}\.png$", k) and not k.startswith("saliency/")]
     assert len(images) == 2 * 2 * 3 + 4
     assert all(a[k] != b[k] for k in images)
 
@@ -281,3 +281,119 @@ def test_full_subtype_similarity_makes_subtypes_identical() -> None:
         blended = {looks(resolve_parts(t, s, 1.0, 3), t.differs_in) for s in t.subtypes[:3]}
         designed = {looks(resolve_parts(t, s, 0.0, 3), t.differs_in) for s in t.subtypes[:3]}
         assert len(blended) == 1 and len(designed) == 3, t.name
+
+
+# --------------------------------------------------------------------------- saliency maps (world v2)
+
+
+def _classification_images(world_dir: Path) -> list[Path]:
+    return sorted(p for split in ("train", "val") for p in (world_dir / split).rglob("*.png"))
+
+
+def test_every_classification_image_has_a_saliency_map_with_the_documented_encoding(world_dir: Path,
+                                                                                     world: dict) -> None:
+    assert world["format_version"] == 2 and world["saliency"]["dir"] == "saliency"
+    assert {"R", "G", "B", "layout", "empty"} <= set(world["saliency"])
+    images = _classification_images(world_dir)
+    maps = sorted((world_dir / "saliency").rglob("*.png"))
+    assert [m.relative_to(world_dir / "saliency") for m in maps] == [i.relative_to(world_dir) for i in images]
+    without_part = 0
+    for image, path in zip(images, maps, strict=True):
+        rgb = np.asarray(Image.open(path))
+        assert Image.open(path).mode == "RGB" and rgb.shape[:2] == np.asarray(Image.open(image)).shape[:2], path
+        assert set(np.unique(rgb).tolist()) <= {0, 255} and not rgb[..., 2].any(), path
+        obj, part = rgb[..., 0] == 255, rgb[..., 1] == 255
+        assert obj.any(), f"{path}: empty object region"
+        assert not (part & ~obj).any(), f"{path}: discriminative region outside the object region"
+        without_part += not part.any()
+    assert without_part <= 0.05 * len(maps)  # only an occluder can hide the part (see the next test)
+
+
+def test_discriminative_region_is_empty_only_when_an_occluder_hides_it() -> None:
+    from kdinterp.world.catalog import build_catalog
+    from kdinterp.world.compose import render_class_image
+    from kdinterp.world.saliency import saliency_masks
+
+    for occlusion, seed in ((0.0, 1), (1.0, 2)):
+        params = WorldParams(object_types=len(OBJECT_TYPES), subtypes_per_type=4, occlusion_prob=occlusion)
+        catalog = build_catalog(params)
+        regions = [saliency_masks(render_class_image(params, cls, np.random.default_rng([seed, cls.index, k])).masks,
+                                  cls, catalog.number) for cls in catalog.classes for k in range(3)]
+        assert all(obj.any() for obj, _ in regions), occlusion
+        visible = sum(part.any() for _, part in regions)
+        assert visible == len(regions) if occlusion == 0.0 else visible >= 0.9 * len(regions), (occlusion, visible)
+
+
+def test_saliency_maps_are_the_pixels_where_the_object_and_its_part_show(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-render each image with the class object (then only its differs_in part) in two flat colours:
+    the pixels that change must be exactly R (then G) of the stored saliency map."""
+    from kdinterp.world import objects
+    from kdinterp.world.catalog import build_catalog
+    from kdinterp.world.compose import render_class_image
+    from kdinterp.world.generate import _class_seed
+
+    params = WorldParams(seed=11, object_types=len(OBJECT_TYPES), subtypes_per_type=2, train_per_class=2,
+                         val_per_class=1, probe_images=2, supersample=1, color_jitter=0.0, noise=0.0,
+                         distractor_prob=0.5, occlusion_prob=0.5)
+    generate_world(params, tmp_path / "w", workers=1, progress=False)
+    monkeypatch.setattr(objects, "_paint_patterns", lambda *args: None)  # flat parts (no rng draws)
+    original = objects._part_colors
+    checked = 0
+    for cls in build_catalog(params).classes:
+        for k in range(params.train_per_class):
+            name = f"{cls.name}_{k:05d}.png"
+            stored = np.asarray(Image.open(tmp_path / "w" / "saliency" / "train" / cls.name / name))
+            for channel, part in ((0, None), (1, cls.object_type.differs_in)):
+                renders = []
+                for fill in (40.0, 210.0):
+                    def colors(parts, rng, fill=fill, part=part):
+                        out = original(parts, rng)  # the same random draws as in generation
+                        if tuple(p.name for p in parts) == cls.object_type.part_names:  # the class object
+                            out = out.copy()
+                            out[[i for i, p in enumerate(parts) if part in (None, p.name)]] = fill
+                        return out
+
+                    monkeypatch.setattr(objects, "_part_colors", colors)
+                    rng = np.random.default_rng(_class_seed(params, "train", cls, k))
+                    renders.append(render_class_image(params, cls, rng).image.astype(np.int32))
+                changed = np.abs(renders[0] - renders[1]).max(axis=2) > 60
+                assert np.array_equal(changed, stored[..., channel] == 255), (name, "RG"[channel])
+                checked += int(changed.any())
+    assert checked == 2 * len(build_catalog(params).classes) * params.train_per_class
+
+
+# --------------------------------------------------------------------------- preview and documentation
+
+
+def test_preview_shows_every_class_with_its_saliency_map(world_dir: Path, world: dict, tmp_path: Path) -> None:
+    out = tmp_path / "preview.png"
+    result = CliRunner().invoke(app, ["preview", "--world", str(world_dir), "--out", str(out), "--probe-scenes", "2"])
+    assert result.exit_code == 0, result.output
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    red = np.all(sheet == (255, 0, 0), axis=2)
+    yellow = np.all(sheet == (255, 255, 0), axis=2)
+    assert red.sum() > 0 and yellow.sum() > 0  # saliency tiles: object and discriminative regions
+    types = {c["object_type"] for c in world["classes"]}
+    rows = np.flatnonzero(np.diff(yellow.any(axis=1).astype(int)) == 1)  # tops of the saliency rows
+    assert len(rows) >= len(types)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "concept_world.md"
+
+
+def test_documentation_names_the_whole_vocabulary_and_every_knob() -> None:
+    import dataclasses
+
+    text = DOC.read_text()
+    names = [s.name for s in SCENES] + [m.name for m in MATERIALS] + list(TEXTURES) + list(COLOR_NAMES)
+    for t in OBJECT_TYPES:
+        names += [t.name, *t.part_names, *(s.name for s in t.subtypes), f"{t.differs_in} ({t.property})"]
+    missing = [n for n in names if n not in text]
+    assert missing == [], f"docs/concept_world.md does not mention {missing}"
+    knobs = [f.name for f in dataclasses.fields(WorldParams)]
+    assert [k for k in knobs if f"| `{k}` |" not in text] == []
+    assert (DOC.parent / "concept_world_preview.png").is_file()
+    readme = (DOC.parents[1] / "README.md").read_text()
+    assert readme.index("## The concept world") < readme.index("## The pipeline")
+    assert "docs/concept_world_preview.png" in readme and "docs/concept_world.md" in readme

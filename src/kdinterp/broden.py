@@ -1,4 +1,4 @@
-"""Reader for probe sets in the Broden layout (``broden1_224`` and the concept world's probe set).
+"""Reader for probe sets in the Broden layout (``broden1_224``, ``broden1_227`` and the concept world's probe set).
 
 Format (``research/dissection.md`` §2; NetDissect-Lite ``loader/data_loader.py``):
 
@@ -9,15 +9,28 @@ Format (``research/dissection.md`` §2; NetDissect-Lite ``loader/data_loader.py`
 * ``index.csv``: one row per image with ``image,sh,sw`` and one column per category. A category
   field is empty or a ``;``-list of items: an integer is an image-level label (scene, texture), any
   other item is an RGB PNG (relative to ``images/``) whose pixels hold label ``R + 256 * G``.
+  Several PNGs per category are several planes (ADE parts: ``a_part_1.png;a_part_2.png``).
+
+Sizes: the segmentation size ``(sh, sw)`` need not be the image size (``broden1_224``: 224 px
+images, 112 px segmentations; ``broden1_227``: 227 / 113); all rows must share one ``(sh, sw)``.
+Images may be RGB, grayscale or palette (converted to RGB); segmentation PNGs must be RGB(A).
 
 Label 0 policy: 0 means "unlabelled" for pixels *and* for image-level labels (NetDissect-Lite keeps
-image-level 0, which gives Broden's phantom label ``''``, pitfall P-C4; we drop it).
+image-level 0, which gives Broden's phantom label ``''``, pitfall P-C4; we drop it). A row whose
+only data is label 0 (Broden's scene-0 rows without pixels) carries no data and is dropped.
+
+Memory: only ``index.csv`` is parsed up front (one small record per row); images and PNGs are
+read when an item is requested, so a DataLoader streams them.
+
+Every error is a :class:`BrodenError` naming the file, the ``index.csv`` row where there is one,
+and the fix.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,15 +49,19 @@ class BrodenError(ValueError):
     """A Broden-layout file is missing or malformed; the message names the file, row and fix."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BrodenRow:
-    """One probe image: its path, segmentation size, pixel-label PNGs and image-level labels."""
+    """One probe image: its path, segmentation size, pixel-label PNGs and image-level labels.
+
+    ``line`` is the row's line number in ``index.csv`` (the header is line 1), for error messages.
+    """
 
     image: str
     sh: int
     sw: int
     pngs: tuple[str, ...]
     scalars: tuple[int, ...]
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,28 +116,33 @@ def load_broden(root: str | Path, categories: tuple[str, ...]) -> Broden:
     return Broden(root, selected, names, label_category, rows)
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+def _read_csv(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """The rows of a CSV file, one at a time, after checking that the header has ``required``."""
     if not path.is_file():
         raise BrodenError(f"{path}: file not found; is dissection.broden_dir a Broden-layout directory?")
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise BrodenError(f"{path}: missing column(s) {missing} (header: {reader.fieldnames})")
-        return list(reader)
+            raise BrodenError(f"{path}: missing column(s) {missing} (header: {reader.fieldnames}); add them "
+                              "(an empty field is allowed) or fix dissection.categories")
+        yield from reader
 
 
-def _integer(value: str, where: str) -> int:
-    if not _INT.match(value.strip()):
-        raise BrodenError(f"{where}: expected a non-negative integer, got {value!r}")
+def _integer(value: str | None, where: str) -> int:
+    if value is None or not _INT.match(value.strip()):
+        fix = "; write integers without a decimal point (pandas: to_csv(float_format='%d'))" \
+            if value and _FLOATY_INT.match(value.strip()) else ""
+        raise BrodenError(f"{where}: expected a non-negative integer, got {value!r}{fix}")
     return int(value)
 
 
 def _label_names(path: Path) -> tuple[str, ...]:
-    rows = _read_csv(path, ("number", "name"))
+    rows = list(_read_csv(path, ("number", "name")))
     numbers = [_integer(r["number"], f"{path} row {i + 2} (number)") for i, r in enumerate(rows)]
     if len(set(numbers)) != len(numbers) or 0 in numbers:
-        raise BrodenError(f"{path}: label numbers must be unique and >= 1")
+        raise BrodenError(f"{path}: label numbers must be unique and >= 1 (0 is reserved for 'unlabelled'); "
+                          "renumber the duplicated or zero rows")
     names = [""] * (max(numbers, default=0) + 1)
     for number, row in zip(numbers, rows, strict=True):
         names[number] = row["name"]
@@ -137,17 +159,20 @@ def _primary_categories(root: Path, selected: tuple[str, ...], num_labels: int) 
             where = f"{path} row {i + 2}"
             number = _integer(row["number"], f"{where} (number)")
             if number >= num_labels:
-                raise BrodenError(f"{where}: label {number} is not in label.csv (max {num_labels - 1})")
+                raise BrodenError(f"{where}: label {number} is not in label.csv (max {num_labels - 1}); "
+                                  "add it to label.csv or remove the row")
             try:
                 coverage = float(row["coverage"])
-            except ValueError:
-                raise BrodenError(f"{where}: coverage {row['coverage']!r} is not a number") from None
+            except (TypeError, ValueError):
+                raise BrodenError(f"{where}: coverage {row['coverage']!r} is not a number; write a decimal "
+                                  "such as 0.5 (it decides the label's primary category)") from None
             if coverage >= best[number]:
                 best[number], category[number] = coverage, index
     return category
 
 
 def _index_rows(path: Path, selected: tuple[str, ...], num_labels: int) -> tuple[BrodenRow, ...]:
+    """The rows with data in a selected category (label 0 alone is no data, as in Lite)."""
     rows = []
     for i, raw in enumerate(_read_csv(path, ("image", "sh", "sw", *selected))):
         where = f"{path} row {i + 2}"
@@ -156,45 +181,62 @@ def _index_rows(path: Path, selected: tuple[str, ...], num_labels: int) -> tuple
         for category in selected:
             for item in filter(None, (raw[category] or "").split(";")):
                 if _INT.match(item):
-                    label = int(item)
-                    if label >= num_labels:
-                        raise BrodenError(f"{where} ({category}): label {label} >= number of labels {num_labels}")
-                    if label > 0:
-                        scalars.append(label)
+                    scalars.append(_label(int(item), num_labels, f"{where} ({category})"))
                 elif _FLOATY_INT.match(item):
                     raise BrodenError(f"{where} ({category}): {item!r} looks like a float; write label numbers "
                                       "as plain integers (pandas: to_csv(float_format='%d'))")
                 else:
                     pngs.append(item)
+        scalars = [s for s in scalars if s > 0]  # image-level 0 = unlabelled (Lite keeps it: pitfall P-C4)
         if pngs or scalars:
             sh, sw = (_integer(raw[k], f"{where} ({k})") for k in ("sh", "sw"))
-            rows.append(BrodenRow(raw["image"], sh, sw, tuple(pngs), tuple(scalars)))
+            rows.append(BrodenRow(raw["image"], sh, sw, tuple(pngs), tuple(scalars), line=i + 2))
     if not rows:
-        raise BrodenError(f"{path}: no image carries a label of the selected categories {list(selected)}")
+        raise BrodenError(f"{path}: no image carries a label of the selected categories {list(selected)}; "
+                          "check dissection.categories and the category columns")
     return tuple(rows)
 
 
-def read_segmentation(path: Path, shape: tuple[int, int], num_labels: int) -> np.ndarray:
-    """Decode one Broden segmentation PNG to labels ``R + 256 * G``.
+def _label(label: int, num_labels: int, where: str) -> int:
+    if label >= num_labels:
+        raise BrodenError(f"{where}: label {label} >= number of labels {num_labels} (label.csv goes up to "
+                          f"{num_labels - 1}); add the label to label.csv or fix the row")
+    return label
+
+
+def read_segmentation(path: Path, shape: tuple[int, int], num_labels: int, where: str = "index.csv") -> np.ndarray:
+    """Decode one Broden segmentation PNG to labels ``R + 256 * G`` (B and alpha are ignored).
+
+    Args:
+        path: the PNG.
+        shape: ``(sh, sw)`` from index.csv.
+        num_labels: ``L + 1``.
+        where: the index.csv row that lists the PNG, for error messages.
 
     Returns:
         int64 array ``(sh, sw)``.
 
     Raises:
-        BrodenError: missing file, not a 3-channel image, wrong size, or a label >= ``num_labels``.
+        BrodenError: missing file, a grayscale or palette image, wrong size, or a label >= ``num_labels``.
     """
     if not path.is_file():
-        raise BrodenError(f"{path}: segmentation file not found (listed in index.csv)")
+        raise BrodenError(f"{path}: segmentation file not found (listed in {where}); restore it or fix the row")
     with Image.open(path) as img:
+        mode = img.mode
         rgb = np.asarray(img)
+    if mode == "P":
+        raise BrodenError(f"{path} ({where}): palette-mode PNG; Broden labels are RGB with label = R + 256*G, "
+                          "not palette indices (as in PASCAL VOC masks); re-encode the labels as RGB")
     if rgb.ndim != 3 or rgb.shape[2] < 3:
-        raise BrodenError(f"{path}: expected an RGB PNG (label = R + 256*G), got an array of shape {rgb.shape} "
-                          f"(mode {img.mode}); re-save it as RGB")
+        raise BrodenError(f"{path} ({where}): expected an RGB PNG (label = R + 256*G), got an array of shape "
+                          f"{rgb.shape} (mode {mode}); re-save it as RGB")
     if rgb.shape[:2] != shape:
-        raise BrodenError(f"{path}: size {rgb.shape[:2]} differs from sh, sw = {shape} in index.csv")
+        raise BrodenError(f"{path} ({where}): size {rgb.shape[:2]} differs from sh, sw = {shape} in index.csv; "
+                          "fix sh, sw or resize the PNG (nearest neighbour)")
     labels = rgb[:, :, 0].astype(np.int64) + 256 * rgb[:, :, 1].astype(np.int64)
     if labels.max() >= num_labels:
-        raise BrodenError(f"{path}: pixel label {int(labels.max())} >= number of labels {num_labels} in label.csv")
+        raise BrodenError(f"{path} ({where}): pixel label {int(labels.max())} >= number of labels {num_labels} "
+                          "in label.csv; add the label to label.csv or fix the PNG")
     return labels
 
 
@@ -214,7 +256,7 @@ class BrodenDataset(Dataset):
         sizes = {(r.sh, r.sw) for r in broden.rows}
         if len(sizes) != 1:
             raise BrodenError(f"{broden.root / 'index.csv'}: segmentation sizes differ across rows {sorted(sizes)[:3]}; "
-                              "batched dissection needs one size")
+                              "batched dissection needs one size; dissect each size as its own probe set")
 
     def __len__(self) -> int:
         return len(self.broden.rows)
@@ -223,13 +265,14 @@ class BrodenDataset(Dataset):
         row = self.broden.rows[i]
         images = self.broden.root / "images"
         path = images / row.image
+        where = f"index.csv row {row.line}"
         if not path.is_file():
-            raise BrodenError(f"{path}: image not found (index.csv row {i + 2})")
+            raise BrodenError(f"{path}: image not found ({where}); restore it or remove the row")
         with Image.open(path) as img:
-            image = self.transform(img.convert("RGB"))
+            image = self.transform(img.convert("RGB"))  # grayscale (and palette) images become 3 channels
         if not self.segmentation:
             return image, torch.zeros(0, 0, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
-        planes = [read_segmentation(images / p, (row.sh, row.sw), self.broden.num_labels) for p in row.pngs]
+        planes = [read_segmentation(images / p, (row.sh, row.sw), self.broden.num_labels, where) for p in row.pngs]
         stacked = np.stack(planes) if planes else np.zeros((0, row.sh, row.sw), dtype=np.int64)
         return image, torch.from_numpy(stacked), torch.tensor(row.scalars, dtype=torch.int64)
 

@@ -1,10 +1,10 @@
 """The ``kdinterp`` command: one thin command per DVC stage.
 
 Every command parses its options, loads ``params.yaml`` and calls one function of
-:mod:`kdinterp.stages` (or :mod:`kdinterp.validate`, :mod:`kdinterp.figures`). Heavy libraries are
-imported inside the commands so that ``--help`` is instant. Known errors (bad params, missing or
-malformed data, wrong checkpoints, NaN losses, failed validation) print one readable message and
-exit with status 1.
+:mod:`kdinterp.stages` (or :mod:`kdinterp.validate`, :mod:`kdinterp.figures`, :mod:`kdinterp.report`).
+Heavy libraries are imported inside the commands so that ``--help`` is instant. Known errors (bad
+params, missing or malformed data, wrong checkpoints, NaN losses, failed validation) print one
+readable message and exit with status 1.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ def _errors() -> Iterator[None]:
     from kdinterp.data import DataError
     from kdinterp.figures import FiguresInputError
     from kdinterp.models import CheckpointError
+    from kdinterp.report import ReportInputError
     from kdinterp.train import NonFiniteLossError
     from kdinterp.validate import ValidationError
 
     known = (BrodenError, CheckpointError, DataError, FiguresInputError, FileNotFoundError, NonFiniteLossError,
-             ParamsError, ValidationError)
+             ParamsError, ReportInputError, ValidationError)
     try:
         yield
     except known as err:
@@ -112,6 +113,37 @@ def validate(dissections: Annotated[Path, typer.Option(help="Directory of <model
         validate_dissections(model_dirs, report, raise_on_failure=True)
 
 
+@app.command("validate-data")
+def validate_data(
+    broden: Annotated[Path, typer.Option(help="The Broden-layout probe directory (dissection.broden_dir).")],
+    report: Out,
+    world: Annotated[Path | None, typer.Option(
+        help="The concept world directory; its checks run only when data.world_file is set (not null).")] = None,
+    min_concept_share: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="World: every concept in at least floor(SHARE x probe images) probe images.")] = 0.01,
+    balance_tolerance: Annotated[float, typer.Option(
+        min=0.0, help="World: largest relative deviation of a class's image count from the mean.")] = 0.05,
+    max_coverage: Annotated[float | None, typer.Option(
+        help="World: largest share of probe pixels per concept [default: quantile / iou_threshold].")] = None,
+    params: Params = Path("params.yaml"),
+) -> None:
+    """Validate the probe set and the concept world with Great Expectations (stage validate_data); exit 1 on failure."""
+    from kdinterp.validate import ValidationError
+    from kdinterp.validate_data import validate_data as run
+
+    with _errors():
+        p = _params(params)
+        world_dir = world if world is not None and p.data.world_file else None
+        if world_dir is not None and Path(p.data.world_file).parent.resolve() != world_dir.resolve():
+            raise ValidationError(f"--world {world_dir} is not the directory of data.world_file "
+                                  f"({p.data.world_file}); pass the concept world that the data comes from")
+        bound = round(p.dissection.quantile / p.dissection.iou_threshold, 12) if max_coverage is None else max_coverage
+        run(broden, p.dissection.categories, report, world_dir=world_dir, max_coverage=bound,
+            min_concept_share=min_concept_share, balance_tolerance=balance_tolerance)
+        if world_dir is None:
+            typer.echo("validate-data: concept world checks skipped (no --world, or data.world_file is null)", err=True)
+
+
 @app.command()
 def similarity(predictions: Annotated[Path, typer.Option(help="Directory of <model>.npz val logits.")],
                out: Out, params: Params = Path("params.yaml")) -> None:
@@ -131,3 +163,13 @@ def figures(outputs: Annotated[Path, typer.Option(help="The outputs/ directory o
 
     with _errors():
         make_figures(_params(params), outputs, out)
+
+
+@app.command()
+def report(dissections: Annotated[Path, typer.Option(help="Directory of <model>/ dissection outputs.")],
+           out: Out, params: Params = Path("params.yaml")) -> None:
+    """Write the HTML report: one page per model's units and a comparison page (stage report)."""
+    from kdinterp.report import write_report
+
+    with _errors():
+        write_report(_params(params), dissections, out)

@@ -28,8 +28,9 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
 
     Args:
         cls: a dataclass whose fields are annotated with ``int``, ``float``, ``str``, ``bool``,
-            ``Literal[...]``, ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``dict[str, X]``
-            or another such dataclass.
+            ``Literal[...]``, ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``dict[str, X]``,
+            ``Any`` (passed through unchecked, for settings a consumer validates) or another such
+            dataclass.
         data: the parsed YAML mapping.
         where: the dotted path of ``data`` in its file, used in error messages (``"students.kd"``).
 
@@ -67,6 +68,8 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if tp is Any:  # free-form settings, validated by their consumer (e.g. a method's options)
+        return value
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, where)
     if origin in (typing.Union, types.UnionType):

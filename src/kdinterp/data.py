@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from kdinterp.io import read_json
 from kdinterp.params import DataParams
 
-__all__ = ["DataError", "build_transform", "class_names", "image_folder", "make_loader", "normalize"]
+__all__ = ["DataError", "WithIndex", "build_transform", "class_names", "image_folder", "make_loader", "normalize"]
 
 
 class DataError(ValueError):
@@ -97,3 +97,17 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=num_workers, drop_last=drop_last, persistent_workers=False,
                       pin_memory=torch.cuda.is_available())
+
+
+class WithIndex(Dataset):
+    """Wraps a data set so that items are ``(image, target, index)``: contrastive distillers need the index."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image, target = self.dataset[index]
+        return image, target, index

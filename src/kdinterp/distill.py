@@ -1,15 +1,20 @@
 """Distillers: a student plus how it is supervised (mdistiller's ``Distiller`` pattern).
 
-Each distiller's ``forward_train(images, targets)`` returns the student logits and a dict of
-*named* loss terms; the trainer sums the dict and logs each term. A teacher, when present, is
-frozen: it stays in eval mode whatever ``.train()`` is called with, has no gradients, and runs
-under ``torch.no_grad`` once per batch.
+Each distiller's ``forward_train(images, targets, indices)`` returns the student logits and a
+dict of *named* loss terms; the trainer sums the dict and logs each term. ``indices`` are the
+samples' positions in the training set (contrastive methods keep per-sample memories). A teacher,
+when present, is frozen: it stays in eval mode whatever ``.train()`` is called with, has no
+gradients, and runs under ``torch.no_grad`` once per batch. Methods with a preliminary stage
+(e.g. training an auxiliary module on the teacher) do it in ``prepare``, which the trainer calls
+once before the first epoch; everything but the teacher is checkpointed
+(``trainable_state_dict``).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from kdinterp.losses import cross_entropy, kd_terms
 
@@ -23,17 +28,50 @@ class Distiller(nn.Module):
         super().__init__()
         self.student = student
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Student logits ``(N, K)`` for images ``(N, 3, H, W)``."""
-        return self.student(images)
+    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None,
+                indices: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Student logits ``(N, K)`` for images ``(N, 3, H, W)``; with ``targets``, :meth:`forward_train`.
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return ``(student_logits (N, K), {term_name: scalar loss})`` for one batch."""
+        The training computation goes through ``forward`` so that DistributedDataParallel, which
+        hooks ``forward``, can wrap a distiller and synchronise every learnable parameter.
+        """
+        if targets is None:
+            return self.student(images)
+        if indices is None:
+            indices = torch.arange(len(targets), device=targets.device)
+        return self.forward_train(images, targets, indices)
+
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor,
+                      indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One training batch.
+
+        Args:
+            images: ``(N, 3, H, W)`` augmented, normalised images.
+            targets: ``(N,)`` class indices.
+            indices: ``(N,)`` positions of the samples in the training set.
+
+        Returns:
+            ``(student_logits (N, K), {term_name: scalar loss})``.
+        """
         raise NotImplementedError
 
+    def prepare(self, train_set: Dataset, device: torch.device, seed: int) -> None:
+        """Preliminary stage run once before the first epoch (none by default)."""
+
     def learnable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimiser updates (the student's)."""
-        return list(self.student.parameters())
+        """Parameters the optimiser updates: everything but the (frozen) teacher."""
+        return [p for name, p in self.named_parameters() if not name.startswith("teacher.")]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state to checkpoint: everything but the teacher's weights."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`trainable_state_dict` output (the teacher is left as it is)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("teacher.")]
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint does not fit this distiller: missing {missing}, unexpected {unexpected}")
 
 
 class Vanilla(Distiller):
@@ -47,7 +85,8 @@ class Vanilla(Distiller):
         super().__init__(student)
         self.label_smoothing = label_smoothing
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor,
+                      indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         return logits, {"loss_ce": cross_entropy(logits, targets, self.label_smoothing)}
 
@@ -70,7 +109,8 @@ class LogitKD(Distiller):
         self.teacher.eval()
         return self
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor,
+                      indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
             teacher_logits = self.teacher(images)
         logits = self.student(images)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -56,7 +56,10 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class OptimParams:
-    """SGD with momentum and a learning-rate schedule, stepped once per epoch."""
+    """SGD with momentum and a learning-rate schedule stepped once per epoch; ``batch_size`` is global.
+
+    ``amp_bf16`` (bf16 autocast) and ``channels_last`` apply on CUDA only; on the CPU they are ignored.
+    """
 
     epochs: int
     batch_size: int
@@ -66,6 +69,8 @@ class OptimParams:
     schedule: Literal["cosine", "multistep", "constant"] = "cosine"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    amp_bf16: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -126,26 +131,40 @@ class StudentParams:
 
 @dataclass(frozen=True)
 class DistilledParams:
-    """A student trained from a teacher's logits (Hinton KD, in the paper's form).
+    """A student trained from a teacher: logit KD (Hinton) or a feature-based method.
 
-    ``alpha`` is the paper's alpha, the weight of the distillation term:
-    ``(1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T))``.
-    torchdistill's ``alpha`` is the other weight (``1 - alpha`` here).
+    ``alpha`` is the paper's alpha, the weight of the logit-distillation term:
+    ``(1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T))``,
+    plus the method's feature term for ``at``, ``ft``, ``crd`` and ``sskd`` (``alpha = 0``: the
+    feature method without logit distillation). torchdistill's ``alpha`` is the other weight.
+    ``teacher`` names a teacher or a student trained from labels (a student of the same
+    architecture as teacher: self-distillation). ``options`` holds the feature method's settings,
+    validated by :func:`kdinterp.feature_kd.build_feature_distiller`.
     """
 
     teacher: str
-    method: Literal["kd"] = "kd"
+    method: Literal["kd", "at", "ft", "crd", "sskd"] = "kd"
     temperature: float = 4.0
     alpha: float = 0.5
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
+        _check(self.method != "kd" or not self.options, "method 'kd' takes no options")
 
 
 @dataclass(frozen=True)
 class DissectionParams:
-    """Network Dissection of one layer on a Broden-layout probe set (NetDissect-Lite semantics)."""
+    """Network Dissection of one layer on a Broden-layout probe set (NetDissect-Lite semantics).
+
+    ``quantile_convention`` (:func:`kdinterp.dissection.thresholds.quantile_level`): ``exact``
+    thresholds at level ``1 - quantile``, ``lite`` at NetDissect-Lite's ``994/999`` for 0.005.
+    ``activation_rule`` (:mod:`kdinterp.dissection.tally`): a unit's active pixels in an image count
+    toward category c, with ``lite``, if some of them lie on a label of c or the image has an
+    image-level label of c; with ``netdissect``, if c is present anywhere in the image.
+    ``top_images``: top-activating probe images kept per unit (``top_images.npz``).
+    """
 
     broden_dir: str
     layer: str = "layer4"
@@ -154,9 +173,13 @@ class DissectionParams:
     categories: tuple[str, ...] = CATEGORIES
     batch_size: int = 64
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    quantile_convention: Literal["exact", "lite"] = "exact"
+    activation_rule: Literal["lite", "netdissect"] = "lite"
+    top_images: int = 8
 
     def __post_init__(self) -> None:
         _check(0.0 < self.quantile < 0.5, f"quantile must be in (0, 0.5), got {self.quantile}")
+        _check(self.top_images >= 1, f"top_images must be >= 1, got {self.top_images}")
         _check(0.0 < self.iou_threshold <= 1.0, f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
         unknown = sorted(set(self.categories) - set(CATEGORIES))
         _check(not unknown, f"categories: unknown {unknown}; Broden has {list(CATEGORIES)}")
@@ -186,8 +209,9 @@ class Params:
                 _check(name.isidentifier(), f"{group}.{name}: model names must be identifiers (letters, digits, _)")
                 seen[name] = group
         for name, spec in self.distilled.items():
-            _check(spec.teacher in self.teachers,
-                   f"distilled.{name}.teacher: '{spec.teacher}' is not one of teachers: {sorted(self.teachers)}")
+            _check(spec.teacher in self.teachers or spec.teacher in self.students,
+                   f"distilled.{name}.teacher: '{spec.teacher}' is not one of teachers or students: "
+                   f"{sorted([*self.teachers, *self.students])}")
         for role, name in self.paper_models.items():
             _check(name in seen, f"paper_models.{role}: '{name}' is not a model defined in params.yaml")
 

@@ -30,14 +30,15 @@ def _enabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int, str], None]]:
+def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int, str], None]]:
     """A transient progress bar; yields ``advance(steps, status_text)``.
 
     Args:
         description: shown left of the bar.
         total: number of steps.
+        enabled: False draws nothing (e.g. on every process but rank 0).
     """
-    if not _enabled():
+    if not (enabled and _enabled()):
         yield lambda steps=1, status="": None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from kdinterp.data import make_loader
+from kdinterp import distributed
+from kdinterp.data import WithIndex
 from kdinterp.distill import Distiller
 from kdinterp.io import atomic_path
 from kdinterp.params import OptimParams
@@ -55,16 +56,21 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None,
         num_workers: int = 0, label: str = "train") -> list[dict[str, float]]:
     """Train ``distiller``'s student for ``optim.epochs`` epochs, resuming if possible.
 
+    Under ``torchrun`` (see :mod:`kdinterp.distributed`) every process runs this function on its
+    share of each global batch of ``optim.batch_size`` images, the distiller is wrapped in
+    DistributedDataParallel (gradients averaged over processes), statistics are summed over
+    processes, and only rank 0 writes the checkpoint.
+
     Args:
         distiller: the student and its supervision; moved to ``device``.
         train_set: training data set yielding ``(image (3, H, W), class index)``.
         val_loader: if given, top-1 on it is logged after every epoch (monitoring only).
-        optim: epochs, batch size, SGD and schedule settings.
+        optim: epochs, global batch size, SGD, schedule and CUDA precision settings.
         seed: base seed; epoch ``e`` uses ``seed * 1000 + e`` for shuffling and augmentation.
         checkpoint_dir: where ``last.pt`` is written after every epoch and read to resume.
         fingerprint: identifies the configuration; a checkpoint with another fingerprint is
             ignored (training restarts from scratch) so stale state is never resumed.
-        device: where to train.
+        device: where to train (under torchrun on CUDA: this process's GPU).
         num_workers: DataLoader worker processes.
         label: shown on the progress bar.
 
@@ -75,40 +81,92 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None,
 
     Raises:
         NonFiniteLossError: a batch loss is NaN/inf; the message names epoch, step and terms.
+        ValueError: the global batch size is not divisible by the number of processes.
     """
-    distiller.to(device)
+    ctx = distributed.context(device)
+    distiller.to(ctx.device)
+    if optim.channels_last and ctx.device.type == "cuda":
+        distiller.to(memory_format=torch.channels_last)
+    state = _load_checkpoint(checkpoint_dir / CHECKPOINT, fingerprint)
+    if state is None:
+        distiller.prepare(train_set, ctx.device, seed)
+    else:
+        distiller.load_trainable_state_dict(state["distiller"])
     optimizer = torch.optim.SGD(distiller.learnable_parameters(), lr=optim.lr, momentum=optim.momentum,
                                 weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(optim))
-    start, history = _resume(checkpoint_dir / CHECKPOINT, fingerprint, distiller, optimizer, scheduler)
+    start, history = 0, []
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history = int(state["epoch"]), list(state["history"])
+        _log(ctx, f"resuming from {checkpoint_dir / CHECKPOINT} after epoch {start}")
+    model = _data_parallel(distiller, ctx)
     for epoch in range(start, optim.epochs):
-        torch.manual_seed(seed * 1000 + epoch)
-        loader = make_loader(train_set, optim.batch_size, shuffle=True, seed=seed * 1000 + epoch,
-                             num_workers=num_workers, drop_last=len(train_set) > optim.batch_size)
+        torch.manual_seed(seed * 1000 + epoch + 7919 * ctx.rank)  # augmentation: one stream per process
+        loader = _epoch_loader(WithIndex(train_set), optim.batch_size, seed * 1000 + epoch, num_workers, ctx)
         began = time.perf_counter()
         stats = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        stats |= train_one_epoch(distiller, loader, optimizer, epoch, device, f"{label} {epoch + 1}/{optim.epochs}")
+        stats |= train_one_epoch(model, loader, optimizer, epoch, ctx, optim, f"{label} {epoch + 1}/{optim.epochs}")
         scheduler.step()
         if val_loader is not None:
-            stats["val_top1"] = top1(distiller.student, val_loader, device)
+            stats["val_top1"] = top1(distiller.student, val_loader, ctx.device)
         history.append(stats)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "epoch")
-        log(f"{label} epoch {epoch + 1}/{optim.epochs}: {shown} ({time.perf_counter() - began:.1f} s)")
-        _save_checkpoint(checkpoint_dir / CHECKPOINT, fingerprint, distiller, optimizer, scheduler, epoch + 1, history)
+        _log(ctx, f"{label} epoch {epoch + 1}/{optim.epochs}: {shown} ({time.perf_counter() - began:.1f} s)")
+        if ctx.is_main:
+            _save_checkpoint(checkpoint_dir / CHECKPOINT, fingerprint, distiller, optimizer, scheduler, epoch + 1,
+                             history)
+        distributed.barrier(ctx)
     return history
 
 
-def train_one_epoch(distiller: Distiller, loader: DataLoader, optimizer: torch.optim.Optimizer, epoch: int,
-                    device: torch.device, label: str) -> dict[str, float]:
-    """One pass over ``loader``; returns the sample-weighted mean of each loss term and train top-1."""
-    distiller.train()
+def _data_parallel(distiller: Distiller, ctx: distributed.Context) -> torch.nn.Module:
+    """The distiller wrapped in DistributedDataParallel under torchrun, else itself."""
+    if not ctx.distributed:
+        return distiller
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(distiller, device_ids=device_ids)
+
+
+def _epoch_loader(dataset: Dataset, batch_size: int, seed: int, num_workers: int,
+                  ctx: distributed.Context) -> DataLoader:
+    """This epoch's shuffled loader; under torchrun each process gets ``batch_size / world_size``.
+
+    The order is ``torch.randperm(n)`` from a generator seeded with ``seed`` (DistributedSampler,
+    also for one process), dealt out round-robin to the processes, so global batch ``b`` holds the
+    same images whatever the number of processes.
+    """
+    if batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {ctx.world_size} processes")
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size // ctx.world_size, sampler=sampler, num_workers=num_workers,
+                      drop_last=len(dataset) > batch_size, pin_memory=ctx.device.type == "cuda",  # type: ignore[arg-type]
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, epoch: int,
+                    ctx: distributed.Context, optim: OptimParams, label: str) -> dict[str, float]:
+    """One pass over ``loader``.
+
+    ``model`` is a :class:`~kdinterp.distill.Distiller` (or its DDP wrapper): called with
+    ``(images, targets, indices)`` it returns ``(logits, loss terms)``.
+
+    Returns:
+        The sample-weighted mean of each loss term and ``train_top1``, over all processes.
+    """
+    model.train()
     sums: dict[str, float] = defaultdict(float)
-    correct = seen = 0
-    with progress_bar(label, total=len(loader)) as advance:
-        for step, (images, targets) in enumerate(loader):
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            logits, terms = distiller.forward_train(images, targets)
-            loss = torch.stack(list(terms.values())).sum()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=optim.amp_bf16 and ctx.device.type == "cuda")
+    with progress_bar(label, total=len(loader), enabled=ctx.is_main) as advance:
+        for step, (images, targets, indices) in enumerate(loader):
+            images, targets, indices = (t.to(ctx.device, non_blocking=True) for t in (images, targets, indices))
+            if optim.channels_last and ctx.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits, terms = model(images, targets, indices)
+                loss = torch.stack([t.float() for t in terms.values()]).sum()
             if not torch.isfinite(loss):
                 shown = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(f"epoch {epoch + 1}, step {step}: loss is {loss.item()} ({shown}); "
@@ -117,12 +175,19 @@ def train_one_epoch(distiller: Distiller, loader: DataLoader, optimizer: torch.o
             loss.backward()
             optimizer.step()
             n = len(targets)
-            seen += n
-            correct += int((logits.argmax(1) == targets).sum())
+            sums["seen"] += n
+            sums["correct"] += int((logits.argmax(1) == targets).sum())
             for name, value in {**terms, "loss": loss}.items():
                 sums[name] += float(value.detach()) * n
             advance(1, f"loss {float(loss.detach()):.3f}")
-    return {name: total / seen for name, total in sums.items()} | {"train_top1": correct / seen}
+    totals = distributed.all_reduce_sum(dict(sums), ctx)
+    seen, correct = totals.pop("seen"), totals.pop("correct")
+    return {name: total / seen for name, total in totals.items()} | {"train_top1": correct / seen}
+
+
+def _log(ctx: distributed.Context, message: str) -> None:
+    if ctx.is_main:
+        log(message)
 
 
 @torch.no_grad()
@@ -142,27 +207,22 @@ def top1(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> fl
 def _save_checkpoint(path: Path, fingerprint: str, distiller: Distiller, optimizer: torch.optim.Optimizer,
                      scheduler: Any, epoch: int, history: list[dict[str, float]]) -> None:
     state = {"fingerprint": fingerprint, "epoch": epoch, "history": history,
-             "student": distiller.student.state_dict(), "optimizer": optimizer.state_dict(),
+             "distiller": distiller.trainable_state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _resume(path: Path, fingerprint: str, distiller: Distiller, optimizer: torch.optim.Optimizer,
-            scheduler: Any) -> tuple[int, list[dict[str, float]]]:
-    """Load ``path`` if it belongs to this configuration; return ``(start_epoch, history)``."""
+def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it belongs to this configuration, else None (train from scratch)."""
     if not path.is_file():
-        return 0, []
+        return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         log(f"ignoring unreadable checkpoint {path}: {err}")
-        return 0, []
+        return None
     if state.get("fingerprint") != fingerprint:
         log(f"ignoring checkpoint {path}: it belongs to another configuration; training from scratch")
-        return 0, []
-    distiller.student.load_state_dict(state["student"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    log(f"resuming from {path} after epoch {state['epoch']}")
-    return int(state["epoch"]), list(state["history"])
+        return None
+    return state

@@ -47,11 +47,13 @@ if TYPE_CHECKING:
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 __all__ = [
+    "Check",
     "Failure",
     "MissingTableError",
     "TableReport",
     "ValidationError",
     "format_failures",
+    "run_check",
     "validate_dissection",
     "validate_dissections",
 ]
@@ -189,7 +191,7 @@ class TableReport:
 
 
 @dataclass(frozen=True)
-class _Check:
+class Check:
     """A frame to validate, the suite to run on it, and where it came from."""
 
     path: Path
@@ -271,18 +273,18 @@ def validate_dissection(model_dir: Path) -> tuple[TableReport, TableReport, Tabl
     tally, units = _read_csv(tally_path), _read_csv(units_path)
     summary = _read_summary(summary_path)
     schema = (
-        _validate(_Check(tally_path, tally, _tally_schema(tally))),
-        _validate(_Check(units_path, units, _units_schema(units))),
-        _validate(_Check(summary_path, summary, _summary_schema(summary))),
+        run_check(Check(tally_path, tally, _tally_schema(tally))),
+        run_check(Check(units_path, units, _units_schema(units))),
+        run_check(Check(summary_path, summary, _summary_schema(summary))),
     )
     if any(report.failures for report in schema):
         return schema
     num_units, iou_threshold = int(summary.at[0, "num_units"]), float(summary.at[0, "iou_threshold"])
     units_frame = _units_frame(units, tally, iou_threshold)
     return (
-        _validate(_Check(tally_path, _tally_frame(tally), _tally_content(num_units)), schema[0]),
-        _validate(_Check(units_path, units_frame, _units_content(num_units, tally)), schema[1]),
-        _validate(_Check(summary_path, _summary_frame(summary, units), _summary_content()), schema[2]),
+        run_check(Check(tally_path, _tally_frame(tally), _tally_content(num_units)), schema[0]),
+        run_check(Check(units_path, units_frame, _units_content(num_units, tally)), schema[1]),
+        run_check(Check(summary_path, _summary_frame(summary, units), _summary_content()), schema[2]),
     )
 
 
@@ -645,7 +647,7 @@ def _gx() -> Any:
     return great_expectations
 
 
-def _validate(check: _Check, previous: TableReport | None = None) -> TableReport:
+def run_check(check: Check, previous: TableReport | None = None) -> TableReport:
     """Run ``check`` on a fresh ephemeral context; add its outcome to ``previous`` (the schema pass)."""
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -673,7 +675,7 @@ def _validate(check: _Check, previous: TableReport | None = None) -> TableReport
     )
 
 
-def _failure(result: ExpectationValidationResult, check: _Check) -> Failure:
+def _failure(result: ExpectationValidationResult, check: Check) -> Failure:
     """Turn one failed GX result into a :class:`Failure` with example rows from ``check.frame``."""
     config = result.expectation_config
     kwargs = dict(config.kwargs)
@@ -685,7 +687,7 @@ def _failure(result: ExpectationValidationResult, check: _Check) -> Failure:
     arguments = {k: v for k, v in kwargs.items() if k not in hidden and v is not None}
     exception = result.exception_info or {}
     outcome = dict(result.result or {})
-    shown = [*_ROW_KEYS[check.path.name], *(config.meta or {}).get("show", []), *columns]
+    shown = [*_ROW_KEYS.get(check.path.name, ()), *(config.meta or {}).get("show", []), *columns]
     shown = [c for c in dict.fromkeys(shown) if c in check.frame.columns]
     index = outcome.get("partial_unexpected_index_list") or []
     return Failure(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kdinterp.dissection.topimages import TopImagesResult
 from kdinterp.params import CATEGORIES
 
 __all__ = ["DissectionResult", "summary", "tally_table", "units_table"]
@@ -35,6 +36,7 @@ class DissectionResult:
         label_category: ``(L + 1,)`` category index per label, -1 if ignored.
         categories: category names, ``C`` of them.
         num_images: probe images tallied.
+        top_images: each unit's top-activating probe images (``None`` when not collected).
     """
 
     layer: str
@@ -47,6 +49,7 @@ class DissectionResult:
     label_category: np.ndarray
     categories: tuple[str, ...]
     num_images: int
+    top_images: TopImagesResult | None = None
 
     @property
     def num_units(self) -> int:

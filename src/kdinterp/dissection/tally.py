@@ -1,26 +1,44 @@
 """Streaming IoU tally between unit masks and Broden concept masks (NetDissect-Lite semantics).
 
-For every batch of probe images the caller gives boolean unit masks ``(B, U, S)`` (the unit's
-activation map upsampled to the segmentation size, ``> threshold``; S = sh * sw pixels) and the
-labels. Counts accumulate over the whole probe set as exact int64 (``research/dissection.md`` §1.3):
+For every batch of probe images the caller gives the units' active pixels (:class:`ActivePixels`:
+the activation map upsampled to the segmentation size, ``> threshold``; S = sh * sw pixels) and
+the labels. Counts accumulate over the whole probe set as exact int64; this is Lite's
+``tally_job`` (``research/dissection.md`` §1.3) done for a batch at once:
 
 * ``intersection[u, l]``: active pixels of unit u lying on label l, summed over all label planes
   (a pixel labelled l in two planes counts twice, as in Lite); an image-level label covers the
   whole image, so it adds all of the unit's active pixels in that image.
 * ``concept_area[l]``: pixels of label l (``S`` per image for an image-level label).
-* ``unit_area[u, c]``: active pixels of unit u counted only on images where some active pixel
-  lies on a label of category c, or the image has an image-level label of category c (Lite's
-  category-restricted activation term).
+* ``unit_area[u, c]``: the unit's active pixels, counted on the images selected by the
+  activation rule (param ``dissection.activation_rule``):
+
+  * ``lite`` (default; Lite's ``tally_job``): images where some active pixel of the unit lies on
+    a label of category c, or that have an image-level label of category c;
+  * ``netdissect`` (the original NetDissect and gandissect, §1.6): images where category c is
+    present anywhere (a pixel label or an image-level label of c).
 
 The dataset-level IoU is ``intersection / (unit_area[u, cat(l)] + concept_area - intersection)``.
+
+Label 0 is "unlabelled" for pixels and image-level labels alike (Lite zeroes pixel bin 0 but
+counts an image-level 0, pitfall P-C4; we drop it), and so is any label without a primary
+category among the selected ones (``label_category == -1``).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
-__all__ = ["Tally"]
+from kdinterp.dissection.upsample import ActivePixels
+
+__all__ = ["ActivationRule", "Tally"]
+
+ActivationRule = Literal["lite", "netdissect"]
+
+#: Active-pixel labels handled at once (bounds the temporaries, see ``upsample.MAX_UPSAMPLED``).
+CHUNK = 1 << 21
 
 
 class Tally:
@@ -32,71 +50,108 @@ class Tally:
             (label 0 and labels in no selected category).
         num_categories: ``C``.
         device: where the batch arithmetic runs; the totals are kept there as int64.
+        rule: the activation term, ``lite`` or ``netdissect`` (module docstring).
+
+    Raises:
+        ValueError: an unknown rule.
     """
 
     def __init__(self, num_units: int, label_category: np.ndarray, num_categories: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", rule: ActivationRule = "lite") -> None:
+        if rule not in ("lite", "netdissect"):
+            raise ValueError(f"activation rule must be 'lite' or 'netdissect', got {rule!r}")
+        self.rule = rule
         self.device = torch.device(device)
         self.label_category = torch.as_tensor(label_category, dtype=torch.int64, device=self.device)
         num_labels = len(label_category)
         counted = self.label_category >= 0
+        self.label_map = torch.where(counted, torch.arange(num_labels, device=self.device), 0)  # ignored -> 0
         self.category_onehot = torch.zeros(num_labels, num_categories, device=self.device)
-        self.category_onehot[counted, self.label_category[counted]] = 1.0
+        self.category_onehot[counted, self.label_category[counted]] = 1.0  # Lite's labelcat, built right
         self.intersection = torch.zeros(num_units, num_labels, dtype=torch.int64, device=self.device)
         self.unit_area = torch.zeros(num_units, num_categories, dtype=torch.int64, device=self.device)
         self.concept_area = torch.zeros(num_labels, dtype=torch.int64, device=self.device)
         self.num_images = 0
 
-    def update(self, masks: torch.Tensor, planes: torch.Tensor, scalars: torch.Tensor) -> None:
+    @property
+    def num_labels(self) -> int:
+        """``L + 1``."""
+        return len(self.concept_area)
+
+    def update(self, active: ActivePixels, planes: torch.Tensor, scalars: torch.Tensor) -> None:
         """Add one batch.
 
         Args:
-            masks: bool ``(B, U, S)`` unit masks at segmentation resolution.
+            active: the units' active pixels on the ``B`` images of the batch.
             planes: int64 ``(B, P, S)`` pixel labels (0 = unlabelled), P >= 0.
             scalars: int64 ``(B, K)`` image-level labels (0 = padding), K >= 0.
         """
-        masks, planes, scalars = (t.to(self.device) for t in (masks, planes, scalars))
-        planes = torch.where(self.label_category[planes] >= 0, planes, 0)
-        scalars = torch.where(self.label_category[scalars] >= 0, scalars, 0)
-        batch, units, pixels = masks.shape
-        image, unit, pixel = masks.nonzero(as_tuple=True)  # the active (image, unit, pixel) triples
-        active = torch.bincount(image * units + unit, minlength=batch * units).view(batch, units)
-        hit = self._pixel_labels(image, unit, pixel, planes, batch, units)  # (B, U, C) bool
-        hit |= self._image_labels(active, scalars, pixels)[:, None, :]
-        self.unit_area += (active[:, :, None] * hit).sum(0)
-        self.num_images += batch
+        planes, scalars, active = planes.to(self.device), scalars.to(self.device), active.to(self.device)
+        scalars = self.label_map.index_select(0, scalars.reshape(-1)).view(scalars.shape)
+        count = active.pair_count()                                                # (M,) |active| per pair
+        present = self._count_concepts(planes, scalars, active.num_pixels) > 0    # (L + 1,)
+        touched = self._pixel_intersections(active, planes, present)              # (M, C)
+        image_categories = self._image_intersections(active, count, scalars)      # (B, C)
+        if self.rule == "lite":
+            counted = touched | image_categories[active.pair_image]
+        else:
+            counted = (self._present_categories(planes) | image_categories)[active.pair_image]
+        self.unit_area.index_add_(0, active.pair_unit, count[:, None] * counted)
+        self.num_images += active.batch
 
-    def _pixel_labels(self, image: torch.Tensor, unit: torch.Tensor, pixel: torch.Tensor, planes: torch.Tensor,
-                      batch: int, units: int) -> torch.Tensor:
-        """Tally pixel labels; return which categories each unit's active pixels touch ``(B, U, C)``."""
-        present = torch.unique(planes)
-        present = present[present > 0]
-        hit = torch.zeros(batch, units, self.category_onehot.shape[1], dtype=torch.bool, device=self.device)
-        if present.numel() == 0:
-            return hit
-        self.concept_area += torch.bincount(planes.reshape(-1), minlength=len(self.concept_area)) * (
-            torch.arange(len(self.concept_area), device=self.device) > 0)
-        slot = torch.zeros(len(self.concept_area), dtype=torch.int64, device=self.device)
-        slot[present] = torch.arange(1, present.numel() + 1, device=self.device)  # 0 = unlabelled
-        width = present.numel() + 1
-        cell = (image * units + unit) * width
-        counts = torch.zeros(batch * units * width, dtype=torch.int64, device=self.device)
-        for plane in range(planes.shape[1]):
-            counts += torch.bincount(cell + slot[planes[image, plane, pixel]], minlength=counts.numel())
-        per_image = counts.view(batch, units, width)[:, :, 1:]  # (B, U, n) intersections per image
-        self.intersection[:, present] += per_image.sum(0)
-        return (per_image.float() @ self.category_onehot[present]) > 0
+    def _count_concepts(self, planes: torch.Tensor, scalars: torch.Tensor, pixels: int) -> torch.Tensor:
+        """Add the batch's concept areas; return its pixel-label counts ``(L + 1,)`` (ignored labels zeroed).
 
-    def _image_labels(self, active: torch.Tensor, scalars: torch.Tensor, pixels: int) -> torch.Tensor:
-        """Tally image-level labels; return the categories each image has such labels in ``(B, C)``."""
-        valid = scalars > 0
-        if not valid.any():
-            return torch.zeros(active.shape[0], self.category_onehot.shape[1], dtype=torch.bool, device=self.device)
-        image_of = torch.arange(scalars.shape[0], device=self.device)[:, None].expand_as(scalars)[valid]
-        labels = scalars[valid]
-        self.intersection.index_add_(1, labels, active[image_of].T.contiguous())
+        ``planes`` are raw labels, ``scalars`` already have the ignored labels set to 0.
+        """
+        counts = torch.bincount(planes.reshape(-1), minlength=self.num_labels) * (self.label_map > 0)
+        self.concept_area += counts
+        labels = scalars[scalars > 0]
         self.concept_area.index_add_(0, labels, torch.full_like(labels, pixels))
+        return counts
+
+    def _pixel_intersections(self, active: ActivePixels, planes: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Add pixel-label intersections; return which categories each pair's active pixels touch ``(M, C)``.
+
+        ``present``: bool ``(L + 1,)``, the labels in this batch's planes. The per-pair bincount runs
+        over those labels only (Lite's ``bt``, restricted to the columns that can be non-zero), in
+        one ``bincount`` over all planes (a pixel labelled l in two planes counts twice).
+        """
+        pairs, (batch, num_planes, pixels) = active.pair_image.shape[0], planes.shape
+        present = present.nonzero()[:, 0]
+        if pairs == 0 or present.numel() == 0:
+            return torch.zeros(pairs, self.category_onehot.shape[1], dtype=torch.bool, device=self.device)
+        slot = torch.zeros(self.num_labels, dtype=torch.int64, device=self.device)
+        slot[present] = torch.arange(1, present.numel() + 1, device=self.device)  # 0: unlabelled or ignored
+        width = present.numel() + 1
+        coded = slot.index_select(0, planes.transpose(1, 2).reshape(-1)).view(batch * pixels, num_planes)
+        per_pair = torch.zeros(pairs * width, dtype=torch.int64, device=self.device)
+        step = max(1, CHUNK // max(num_planes, 1))
+        for start in range(0, active.pixel.shape[0], step):  # chunks bound the temporaries
+            pixel_pair, pixel = active.pixel_pair[start:start + step], active.pixel[start:start + step]
+            where = (active.pair_image * pixels).index_select(0, pixel_pair) + pixel                 # (n,)
+            keys = coded.index_select(0, where) + (pixel_pair * width)[:, None]                      # (n, P)
+            per_pair += torch.bincount(keys.reshape(-1), minlength=pairs * width)
+        per_pair = per_pair.view(pairs, width)[:, 1:]
+        per_unit = torch.zeros(self.intersection.shape[0], present.numel(), dtype=torch.int64, device=self.device)
+        self.intersection[:, present] += per_unit.index_add_(0, active.pair_unit, per_pair)
+        return ((per_pair > 0).float() @ self.category_onehot[present]) > 0
+
+    def _image_intersections(self, active: ActivePixels, count: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        """Add image-level-label intersections; return each image's image-level categories ``(B, C)``."""
+        valid = scalars > 0
+        labels = scalars[active.pair_image]                     # (M, K)
+        pair_valid = valid[active.pair_image]
+        cells = active.pair_unit[:, None] * self.num_labels + labels
+        self.intersection.view(-1).index_add_(0, cells[pair_valid], count[:, None].expand_as(labels)[pair_valid])
         return (self.category_onehot[scalars] * valid[..., None]).sum(1) > 0
+
+    def _present_categories(self, planes: torch.Tensor) -> torch.Tensor:
+        """Categories with a pixel label anywhere in each image ``(B, C)``."""
+        batch = planes.shape[0]
+        present = torch.zeros(batch, self.num_labels, dtype=torch.bool, device=self.device)
+        present.scatter_(1, planes.reshape(batch, -1), True)
+        return (present.float() @ self.category_onehot) > 0  # label 0 and ignored labels: all-zero rows
 
     def iou(self) -> torch.Tensor:
         """Dataset-level IoU ``(U, L + 1)`` float64; 0 where the union is empty or the label ignored."""

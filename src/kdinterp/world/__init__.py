@@ -3,7 +3,9 @@ concept categories (scene, material, object, part, colour, texture).
 
 It stands in for ImageNet (fine-grained classification: subtypes of object types, on scene
 backgrounds that correlate with the type) and for Broden (a probe set for Network Dissection,
-written in the exact Broden layout). See ``generate_world`` and ``world.json``.
+written in the exact Broden layout). Every classification image also has a ground-truth saliency
+map (object region and subtype-discriminative region, :mod:`kdinterp.world.saliency`). See
+``generate_world``, ``world.json`` and ``docs/concept_world.md``.
 """
 
 from kdinterp.world.colors import name_colors

@@ -56,7 +56,7 @@ def preview(
     out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("concept_world_preview.png"),
     probe_scenes: Annotated[int, typer.Option(min=1, help="Probe scenes shown with their masks.")] = 6,
 ) -> None:
-    """Write a PNG contact sheet: one image per class, probe scenes with their masks, texture tiles."""
+    """Write a labelled PNG contact sheet: each class with its saliency map, probe scenes with their masks, textures."""
     try:
         write_preview(world, out, probe_scenes=probe_scenes)
     except FileNotFoundError as err:

@@ -1,4 +1,4 @@
-"""Generation of the whole concept world: classification images, probe set and ``world.json``.
+"""Generation of the whole concept world: classification images, saliency maps, probe set, ``world.json``.
 
 Every image is rendered from its own generator, ``numpy.random.default_rng([seed, split, ...])``,
 so the output is byte-identical for the same parameters whatever the number of worker processes
@@ -6,6 +6,17 @@ or the order in which chunks finish. Workers are spawned (not forked), so a call
 already started threads (torch, a progress bar) cannot deadlock them. Workers write their PNGs
 directly; the main process then writes the probe tables and ``world.json``. Everything goes to
 a staging directory renamed into place at the end.
+
+Layout of a generated world::
+
+    world.json                          classes, concepts, params, coverage, saliency encoding
+    train/<class>/<class>_<k>.png       classification images (ImageFolder layout)
+    val/<class>/<class>_<k>.png
+    saliency/{train,val}/<class>/<class>_<k>.png
+                                        ground-truth saliency of each classification image:
+                                        R = 255 object, G = 255 discriminative part, B = 0
+                                        (see kdinterp.world.saliency)
+    probe/                              the probe set in the Broden layout (kdinterp.world.broden_writer)
 """
 
 from __future__ import annotations
@@ -29,11 +40,12 @@ from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
 from kdinterp.world.compose import Rendered, render_class_image, render_probe_scene, render_texture_tile
 from kdinterp.world.coverage import coverage_table
 from kdinterp.world.params import WorldParams
+from kdinterp.world.saliency import SALIENCY_DIR, SALIENCY_ENCODING, encode_saliency, saliency_masks
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 
 __all__ = ["FORMAT_VERSION", "describe", "generate_world", "is_texture_tile"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: saliency maps (saliency/, world.json "saliency")
 _SPLIT_IDS = {"train": 0, "val": 1, "probe": 2}
 _CHUNK = 48  # images per job sent to a worker
 
@@ -76,8 +88,11 @@ def _run_job(params: WorldParams, out_dir: Path, job: _Job) -> list[ProbeRecord]
     cls = catalog.classes[job.class_index]
     for k in range(job.start, job.stop):
         rng = np.random.default_rng(_class_seed(params, job.split, cls, k))
-        write_image(out_dir / job.split / cls.name / f"{cls.name}_{k:05d}.png",
-                    render_class_image(params, cls, rng).image)
+        rendered = render_class_image(params, cls, rng)
+        name = f"{cls.name}_{k:05d}.png"
+        write_image(out_dir / job.split / cls.name / name, rendered.image)
+        regions = saliency_masks(rendered.masks, cls, catalog.number)
+        write_image(out_dir / SALIENCY_DIR / job.split / cls.name / name, encode_saliency(*regions))
     return []
 
 
@@ -129,6 +144,7 @@ def _prepare(out_dir: Path, staging: Path, catalog: Catalog) -> None:
     for split in ("train", "val"):
         for cls in catalog.classes:
             (staging / split / cls.name).mkdir(parents=True, exist_ok=True)
+            (staging / SALIENCY_DIR / split / cls.name).mkdir(parents=True, exist_ok=True)
     for group in ("scenes", "textures"):
         (staging / "probe" / "images" / group).mkdir(parents=True, exist_ok=True)
 
@@ -163,6 +179,7 @@ def describe(params: WorldParams, catalog: Catalog, records: list[ProbeRecord]) 
                    "val": params.val_per_class * len(catalog.classes), "probe": params.probe_images,
                    "probe_scenes": params.probe_images - textures, "probe_textures": textures},
         "coverage": {name: float(f) for name, f in zip(table["concept"], table["fraction"], strict=True)},
+        "saliency": {"dir": SALIENCY_DIR, **SALIENCY_ENCODING},
     }
 
 
@@ -172,8 +189,9 @@ def generate_world(params: WorldParams, out_dir: str | Path, *, workers: int = 2
     Everything is written into a sibling ``.<name>.partial`` directory that is renamed to
     ``out_dir`` at the end, so an interrupted run leaves no half-written world behind. Writes
     ``train/<class>/<class>_<k>.png`` and ``val/...`` (ImageFolder layout, RGB PNG of
-    ``params.image_size`` pixels), the Broden-layout probe set under ``probe/`` and, last,
-    ``world.json``. Same ``params`` give byte-identical files whatever ``workers`` is.
+    ``params.image_size`` pixels), their saliency maps under ``saliency/`` (same relative paths),
+    the Broden-layout probe set under ``probe/`` and, last, ``world.json``. Same ``params`` give
+    byte-identical files whatever ``workers`` is.
 
     Args:
         params: the world parameters.
