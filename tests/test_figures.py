@@ -16,16 +16,9 @@ from PIL import Image
 
 from kdinterp.config import from_mapping
 from kdinterp.config import ParamsError
-from kdinterp.figures import (
-    FIG1_FILE,
-    PER_CATEGORY_FILE,
-    REPRODUCTION_FILE,
-    FiguresInputError,
-    evaluate_predictions,
-    load_run,
-    make_figures,
-    reproduction_markdown,
-)
+from kdinterp.figures import make_figures
+from kdinterp.reproduction import evaluate_predictions, reproduction_markdown
+from kdinterp.results import FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, FiguresInputError, load_run
 from kdinterp.params import Params
 
 IOU_THRESHOLD = 0.05
@@ -230,3 +223,47 @@ def test_stale_dissection_threshold_is_an_error(tmp_path: Path) -> None:
     _dump(path, {**json.loads(path.read_text()), "iou_threshold": 0.04})
     with pytest.raises(FiguresInputError, match=r"ls/summary\.json: iou_threshold 0\.04.*dissect_student@ls"):
         load_run(_params(), outputs)
+
+
+def _all_students_params() -> Params:
+    """Params with an LS-trained teacher, two temperatures from it, AT with and without logit KD, self-KD."""
+    raw = {
+        "seed": SEED, "world": {},
+        "data": {"train_dir": "data/w/train", "val_dir": "data/w/val", "world_file": "data/w/world.json",
+                 "image_size": 32, "augment": "crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "teachers": {name: {"model": {"arch": "resnet34", "width": 32, "small_input": True},
+                            "optim": {"epochs": 3, "batch_size": 32, "lr": 0.05}, "label_smoothing": ls}
+                     for name, ls in (("teacher", 0.0), ("teacher_ls", 0.1))},
+        "student_recipe": {"model": {"arch": "resnet18", "width": 16, "small_input": True},
+                           "optim": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
+        "students": {"scratch": {"label_smoothing": 0.0}, "ls": {"label_smoothing": 0.1}},
+        "distilled": {"kd": {"teacher": "teacher"},
+                      "kd_ls_t1": {"teacher": "teacher_ls", "temperature": 1.0, "alpha": 0.9},
+                      "kd_ls_t4": {"teacher": "teacher_ls", "temperature": 4.0, "alpha": 0.9},
+                      "at": {"teacher": "teacher", "method": "at", "alpha": 0.0},
+                      "at_kd": {"teacher": "teacher", "method": "at", "alpha": 0.5},
+                      "self_kd": {"teacher": "scratch"}},
+        "dissection": {"broden_dir": "data/w/probe", "iou_threshold": IOU_THRESHOLD},
+        "paper_models": {"teacher": "teacher", "scratch": "scratch", "ls": "ls", "kd": "kd"},
+    }
+    return from_mapping(Params, raw, "")
+
+
+def test_p8_to_p11_are_checked_when_their_models_exist(tmp_path: Path) -> None:
+    """kd_ls: detectors rise with T (P8a holds) but accuracy rises too (P8b fails); T=1 has fewer
+    detectors than kd (P9 holds); AT gains detectors with logit KD (P10 holds); self_kd and kd beat
+    scratch but at/at_kd do not in accuracy (P11 fails)."""
+    def model(top1: float, objects: int, role: str = "distilled") -> dict:
+        return {"role": role, "top1": top1, "unique": 5, "units": 128, "entropy": 1.0, "agreement": 0.5,
+                "detectors": {"object": objects, "part": 0, "scene": 0, "material": 0, "texture": 0, "color": 0}}
+
+    models = {**MODELS, "teacher_ls": {**MODELS["teacher"]},
+              "kd_ls_t1": model(0.60, 10), "kd_ls_t4": model(0.61, 14),
+              "at": model(0.55, 20), "at_kd": model(0.58, 30), "self_kd": model(0.70, 50)}
+    params = _all_students_params()
+    markdown = reproduction_markdown(params, load_run(params, _write_outputs(tmp_path, models)))
+    rows = dict(re.findall(r"^\| (P\d+[a-c]?(?:-\w+)?) \|.*\| \*\*(holds|does not hold)\*\* \|$", markdown, re.M))
+    assert {k: rows[k] for k in ("P8a", "P8b", "P9", "P10-at", "P11")} == {
+        "P8a": "holds", "P8b": "does not hold", "P9": "holds", "P10-at": "holds", "P11": "does not hold"}
+    assert "T=1: 60.00%, 10; T=4: 61.00%, 14" in markdown
+    assert "AT + logit KD" in markdown and "AT without logit KD" in markdown

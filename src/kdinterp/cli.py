@@ -33,7 +33,7 @@ def _errors() -> Iterator[None]:
     from kdinterp.broden import BrodenError
     from kdinterp.config import ParamsError
     from kdinterp.data import DataError
-    from kdinterp.figures import FiguresInputError
+    from kdinterp.results import FiguresInputError
     from kdinterp.models import CheckpointError
     from kdinterp.report import ReportInputError
     from kdinterp.train import NonFiniteLossError

@@ -41,7 +41,7 @@ from PIL import Image
 
 from kdinterp.broden import Broden, load_broden
 from kdinterp.dissection import unit_masks
-from kdinterp.figures import EXTRA_COLORS, ROLE_COLORS, ROLE_LABELS, ROLES
+from kdinterp.results import EXTRA_COLORS, ROLE_COLORS, ROLE_LABELS, ROLES
 from kdinterp.io import read_json, write_bytes, write_text
 from kdinterp.params import CATEGORIES, Params
 from kdinterp.progress import log, progress_bar
