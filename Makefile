@@ -35,8 +35,9 @@ $(STAMP): requirements.lock pyproject.toml
 data: $(STAMP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc)
 	@if [ -f $(WORLD_DIR)/world.json ]; then echo "$(WORLD_DIR) present: keeping it (delete data/ to regenerate)"; \
 	else kdinterp world generate --params $(PARAMS) --out $(WORLD_DIR); \
-	  dvc status --quiet data.dvc || echo "note: data/ differs from data.dvc (other params or library versions?);" \
-	    "dvc repro will record the new hash in data.dvc and rerun the stages that depend on it" >&2; fi
+	  dvc commit --force --quiet data.dvc; \
+	  git diff --quiet -- data.dvc 2>/dev/null || echo "note: data/ differs from the committed data.dvc (other params" \
+	    "or library versions?); data.dvc now records the new hash and dvc repro reruns what depends on it" >&2; fi
 
 repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=all_students for every student
 	@if [ -n "$(PROFILE)" ]; then test -f profiles/$(PROFILE).yaml || { echo "error: no profiles/$(PROFILE).yaml" >&2; exit 1; }; \
