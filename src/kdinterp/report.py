@@ -41,7 +41,7 @@ from PIL import Image
 
 from kdinterp.broden import Broden, load_broden
 from kdinterp.dissection import unit_masks
-from kdinterp.results import EXTRA_COLORS, ROLE_COLORS, ROLE_LABELS, ROLES
+from kdinterp.results import EXTRA_COLORS, ROLE_COLORS, ROLE_LABELS, ROLES, require_input, stage_name
 from kdinterp.io import read_json, write_bytes, write_text
 from kdinterp.params import CATEGORIES, Params
 from kdinterp.progress import log, progress_bar
@@ -99,17 +99,8 @@ class ModelDissection:
     maps: np.ndarray
 
 
-def _dissect_stage(params: Params, name: str) -> str:
-    """The DVC stage that writes ``outputs/dissection/<name>/``."""
-    group = "teacher" if name in params.teachers else "student" if name in params.students else "distilled"
-    return f"dissect_{group}@{name}"
-
-
 def _existing(path: Path, stage: str) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing input of stage report; it is written by stage {stage} "
-                                f"(run `dvc repro -s {stage}`, or `dvc repro` for everything)")
-    return path
+    return require_input(path, stage, "report")
 
 
 def _stale(path: Path, stage: str, problem: str) -> ReportInputError:
@@ -191,7 +182,7 @@ def _model_order(params: Params) -> list[str]:
 def _load_models(params: Params, dissections: Path, num_images: int) -> list[ModelDissection]:
     role_of = {name: role for role, name in params.paper_models.items() if role in ROLES}
     extra = iter(EXTRA_COLORS * (1 + len(params.model_names) // len(EXTRA_COLORS)))
-    return [load_dissection(dissections / name, name, _dissect_stage(params, name), num_images,
+    return [load_dissection(dissections / name, name, stage_name(params, name, "dissect"), num_images,
                             role=role_of.get(name),
                             color=ROLE_COLORS[role_of[name]] if name in role_of else next(extra))
             for name in _model_order(params)]

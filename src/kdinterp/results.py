@@ -22,7 +22,7 @@ from kdinterp.io import read_json
 from kdinterp.params import Params, ParamsError
 
 __all__ = ["FIG1_FILE", "PER_CATEGORY_FILE", "REPRODUCTION_FILE", "FiguresInputError", "ModelResult", "arch_label",
-           "RunResults", "load_run", "signed"]
+           "RunResults", "load_run", "model_kind", "require_input", "signed", "stage_name"]
 
 #: The files stage ``figures`` writes into ``paper_figures/``.
 FIG1_FILE = "fig1_accuracy_detectors.png"
@@ -135,18 +135,32 @@ class RunResults:
         return self.models[self.roles[role]]
 
 
-def _stage(params: Params, name: str, step: str) -> str:
+def model_kind(params: Params, name: str) -> str:
+    """``teacher``, ``student`` or ``distilled``: the params section (and stage group) of model ``name``."""
+    return "teacher" if name in params.teachers else "student" if name in params.students else "distilled"
+
+
+def stage_name(params: Params, name: str, step: str) -> str:
     """The DVC stage that writes ``step`` (``evaluate`` or ``dissect``) outputs of model ``name``."""
-    group = "teacher" if name in params.teachers else "student" if name in params.students else "distilled"
-    return f"{step}_{group}@{name}"
+    return f"{step}_{model_kind(params, name)}@{name}"
+
+
+def require_input(path: Path, stage: str, consumer: str) -> Path:
+    """``path`` if it is a file.
+
+    Raises:
+        FileNotFoundError: it is missing; the message names ``stage``, which writes it, and how to
+            run it (``consumer`` is the stage that needs it).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing input of stage {consumer}; it is written by stage {stage} "
+                                f"(run `dvc repro -s {stage}`, or `dvc repro` for everything)")
+    return path
 
 
 def _read(path: Path, stage: str) -> dict:
-    """Read a JSON input, naming the stage that writes it when it is missing."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing input of stage figures; it is written by stage {stage} "
-                                f"(run `dvc repro -s {stage}`, or `dvc repro` for everything)")
-    return read_json(path)
+    """Read a JSON input of stage ``figures``, naming the stage that writes it when it is missing."""
+    return read_json(require_input(path, stage, "figures"))
 
 
 def _get(data: dict, key: str, path: Path, stage: str) -> Any:
@@ -203,7 +217,7 @@ def load_run(params: Params, outputs: Path) -> RunResults:
     for name in order:
         metrics_path = outputs / "metrics" / f"{name}.json"
         summary_path = outputs / "dissection" / name / "summary.json"
-        evaluate, dissect = _stage(params, name, "evaluate"), _stage(params, name, "dissect")
+        evaluate, dissect = stage_name(params, name, "evaluate"), stage_name(params, name, "dissect")
         metrics = _read(metrics_path, evaluate)
         summary = summaries[name] = _read(summary_path, dissect)
         if name not in sim_models:
@@ -217,7 +231,7 @@ def load_run(params: Params, outputs: Path) -> RunResults:
                                     f"rerun `dvc repro -s {dissect}`")
         models[name] = ModelResult(
             name=name,
-            kind="teacher" if name in params.teachers else "student" if name in params.students else "distilled",
+            kind=model_kind(params, name),
             role=next((role for role, model in roles.items() if model == name), None),
             arch=arch_label(params, name),
             top1=float(_get(metrics, "top1", metrics_path, evaluate)),
@@ -232,7 +246,7 @@ def load_run(params: Params, outputs: Path) -> RunResults:
         )
     validation = _read(outputs / "validation" / "dissection.json", "validate")
     reference_path = outputs / "dissection" / roles["scratch"] / "summary.json"
-    reference, reference_stage = summaries[roles["scratch"]], _stage(params, roles["scratch"], "dissect")
+    reference, reference_stage = summaries[roles["scratch"]], stage_name(params, roles["scratch"], "dissect")
     return RunResults(
         models=models,
         roles=roles,
