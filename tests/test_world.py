@@ -397,3 +397,16 @@ def test_documentation_names_the_whole_vocabulary_and_every_knob() -> None:
     readme = (DOC.parents[1] / "README.md").read_text()
     assert readme.index("## The concept world") < readme.index("## The pipeline")
     assert "docs/concept_world_preview.png" in readme and "docs/concept_world.md" in readme
+
+
+@pytest.mark.parametrize("size", [112, 224])
+def test_gpu_image_sizes_render_at_their_size(size: int, tmp_path: Path) -> None:
+    """Issue 4: 112 and 224 px worlds (the GPU profiles' sizes, supersample 1) render at that size."""
+    params = WorldParams(seed=3, image_size=size, probe_image_size=size, supersample=1, object_types=2,
+                         subtypes_per_type=2, train_per_class=1, val_per_class=1, probe_images=6)
+    generate_world(params, tmp_path / "w", workers=1, progress=False)
+    pngs = sorted((tmp_path / "w").rglob("*.png"))
+    assert len(list((tmp_path / "w" / "train").rglob("*.png"))) == 4
+    assert {Image.open(p).size for p in pngs} == {(size, size)}
+    for row in _rows(tmp_path / "w" / "probe" / "index.csv"):
+        assert (row["ih"], row["iw"], row["sh"], row["sw"]) == (str(size),) * 4
