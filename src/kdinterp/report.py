@@ -41,7 +41,7 @@ from PIL import Image
 
 from kdinterp.broden import Broden, load_broden
 from kdinterp.dissection import unit_masks
-from kdinterp.results import EXTRA_COLORS, ROLE_COLORS, ROLE_LABELS, ROLES, require_input, stage_name
+from kdinterp.results import ROLE_LABELS, ROLES, model_colors, require_input, stage_name
 from kdinterp.io import read_json, write_bytes, write_text
 from kdinterp.params import CATEGORIES, Params
 from kdinterp.progress import log, progress_bar
@@ -173,19 +173,11 @@ def load_dissection(directory: Path, name: str, stage: str, num_images: int, *, 
     return ModelDissection(name, role, color, summary, units, thresholds, **top)
 
 
-def _model_order(params: Params) -> list[str]:
-    """The paper's roles first (teacher, scratch, kd, ls), then the other models."""
-    roles = [params.paper_models[role] for role in ROLES if role in params.paper_models]
-    return list(dict.fromkeys([*roles, *params.model_names]))
-
-
 def _load_models(params: Params, dissections: Path, num_images: int) -> list[ModelDissection]:
     role_of = {name: role for role, name in params.paper_models.items() if role in ROLES}
-    extra = iter(EXTRA_COLORS * (1 + len(params.model_names) // len(EXTRA_COLORS)))
     return [load_dissection(dissections / name, name, stage_name(params, name, "dissect"), num_images,
-                            role=role_of.get(name),
-                            color=ROLE_COLORS[role_of[name]] if name in role_of else next(extra))
-            for name in _model_order(params)]
+                            role=role_of.get(name), color=color)
+            for name, color in model_colors(params).items()]
 
 
 # --------------------------------------------------------------------------- strips

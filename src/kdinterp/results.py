@@ -13,6 +13,7 @@ written into our measurements, and the roles and colours shared by every figure 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from kdinterp.io import read_json
 from kdinterp.params import Params, ParamsError
 
 __all__ = ["FIG1_FILE", "PER_CATEGORY_FILE", "REPRODUCTION_FILE", "FiguresInputError", "ModelResult", "arch_label",
-           "RunResults", "load_run", "model_kind", "require_input", "signed", "stage_name"]
+           "RunResults", "load_run", "model_colors", "model_kind", "model_order", "require_input", "signed",
+           "stage_name"]
 
 #: The files stage ``figures`` writes into ``paper_figures/``.
 FIG1_FILE = "fig1_accuracy_detectors.png"
@@ -47,7 +49,9 @@ PAPER_LABEL = "paper (ImageNet, ResNet-18)"
 
 #: One colour per role, shared by every figure; other models take EXTRA_COLORS in order.
 ROLE_COLORS: dict[str, str] = {"teacher": "#5e3c99", "scratch": "#8c8c8c", "kd": "#1f6fb4", "ls": "#e08214"}
-EXTRA_COLORS: tuple[str, ...] = ("#1a9850", "#d73027", "#8c510a", "#c51b7d", "#01665e", "#4d4d4d")
+EXTRA_COLORS: tuple[str, ...] = (  # 16 distinct colours: the all_students profile has 15 more models
+    "#1a9850", "#d73027", "#8c510a", "#c51b7d", "#01665e", "#4d4d4d", "#66bd63", "#f46d43",
+    "#bf812d", "#de77ae", "#35978f", "#9e9ac8", "#a6d96a", "#fdae61", "#80cdc1", "#000000")
 ROLE_LABELS: dict[str, str] = {"teacher": "Teacher", "scratch": "Scratch", "kd": "KD", "ls": "LS"}
 #: The paper's notation for each role (research/paper.md §1).
 PAPER_NOTATION: dict[str, str] = {"teacher": "teacher", "scratch": "f_scratch", "kd": "f_KD", "ls": "f_LS"}
@@ -177,15 +181,17 @@ def arch_label(params: Params, name: str) -> str:
     return f"{model.arch}, width {model.width}"
 
 
-def _model_order(params: Params) -> list[str]:
-    role_models = [params.paper_models[role] for role in ROLES]
-    return [*role_models, *(name for name in params.model_names if name not in role_models)]
+def model_order(params: Params) -> list[str]:
+    """Model names for figures and the report: the paper's roles first (teacher, scratch, kd, ls), then the rest."""
+    roles = [params.paper_models[role] for role in ROLES if role in params.paper_models]
+    return list(dict.fromkeys([*roles, *params.model_names]))
 
 
-def _colors(order: list[str], roles: dict[str, str]) -> dict[str, str]:
-    role_of = {name: role for role, name in roles.items()}
-    extra = iter(EXTRA_COLORS * (1 + len(order) // len(EXTRA_COLORS)))
-    return {name: ROLE_COLORS[role_of[name]] if name in role_of else next(extra) for name in order}
+def model_colors(params: Params) -> dict[str, str]:
+    """Model name -> colour: ``ROLE_COLORS`` for the paper's roles, ``EXTRA_COLORS`` in order for the rest."""
+    role_of = {name: role for role, name in params.paper_models.items() if role in ROLES}
+    extra = itertools.cycle(EXTRA_COLORS)
+    return {name: ROLE_COLORS[role_of[name]] if name in role_of else next(extra) for name in model_order(params)}
 
 
 def load_run(params: Params, outputs: Path) -> RunResults:
@@ -209,7 +215,7 @@ def load_run(params: Params, outputs: Path) -> RunResults:
         raise ParamsError(f"params.yaml paper_models: no model for role(s) {', '.join(missing)}; stage figures "
                           f"needs one model per role in {', '.join(ROLES)}")
     roles = {role: params.paper_models[role] for role in ROLES}
-    order = _model_order(params)
+    order = model_order(params)
     similarity_path = outputs / "metrics" / "similarity.json"
     similarity = _read(similarity_path, "similarity")
     sim_models = _get(similarity, "models", similarity_path, "similarity")
@@ -250,7 +256,7 @@ def load_run(params: Params, outputs: Path) -> RunResults:
     return RunResults(
         models=models,
         roles=roles,
-        colors=_colors(order, roles),
+        colors=model_colors(params),
         reference_teacher=similarity.get("reference_teacher"),
         layer=str(_get(reference, "layer", reference_path, reference_stage)),
         quantile=float(_get(reference, "quantile", reference_path, reference_stage)),
