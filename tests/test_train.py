@@ -52,6 +52,13 @@ def test_killed_run_resumes_to_the_same_weights(tiny_folders, tmp_path: Path, mo
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_two_runs_write_byte_identical_checkpoints(tiny_folders, tmp_path: Path) -> None:
+    # DVC records the checkpoint's hash in dvc.lock: a fresh clone must not change it.
+    _run(tiny_folders, tmp_path / "a")
+    _run(tiny_folders, tmp_path / "b")
+    assert (tmp_path / "a" / "last.pt").read_bytes() == (tmp_path / "b" / "last.pt").read_bytes()
+
+
 def test_checkpoint_of_another_configuration_is_ignored(tiny_folders, tmp_path: Path) -> None:
     _run(tiny_folders, tmp_path / "c", fingerprint="old")
     _, history = _run(tiny_folders, tmp_path / "c", fingerprint="new")

@@ -209,8 +209,10 @@ def _save_checkpoint(path: Path, fingerprint: str, distiller: Distiller, optimiz
     state = {"fingerprint": fingerprint, "epoch": epoch, "history": history,
              "distiller": distiller.trainable_state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Saved through a file object: given a path, torch.save names the archive after the (random)
+    # temporary file, and identical checkpoints would get different bytes and DVC hashes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
