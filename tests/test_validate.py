@@ -72,7 +72,7 @@ def _units(tally: pd.DataFrame) -> pd.DataFrame:
         record = {
             "unit": unit,
             "concept": None if best is None else best["concept"],
-            "concept_id": None if best is None else best["concept_id"],
+            "concept_id": 0 if best is None else best["concept_id"],  # as units_table writes it
             "category": None if best is None else best["category"],
             "iou": 0.0 if best is None else best["iou"],
         }

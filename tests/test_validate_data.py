@@ -25,9 +25,11 @@ from tests.conftest import write_broden
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = ["object", "part", "scene", "material", "texture", "color"]
-# 150 probe images: every concept appears, the rarest (textures) in exactly 3 images.
+# 250 probe images (30 texture tiles, 50 close-ups, 170 scenes): every concept appears, the rarest
+# (textures) in exactly 3 images.
 PARAMS = WorldParams(seed=3, object_types=2, subtypes_per_type=2, train_per_class=4, val_per_class=2,
-                     probe_images=150, image_size=16, probe_image_size=32, supersample=1)
+                     probe_images=250, texture_fraction=0.12, closeup_fraction=0.2, image_size=16,
+                     probe_image_size=32, supersample=1)
 THRESHOLDS = {"min_concept_images": 3, "max_coverage": 0.10, "balance_tolerance": 0.05}
 
 
@@ -85,7 +87,7 @@ def test_validate_data_writes_a_passing_report(pristine: Path, tmp_path: Path) -
     assert validate_data(pristine / "probe", CATEGORIES, report, world_dir=pristine, max_coverage=0.1)
     content = json.loads(report.read_text())
     assert content["success"] is True and content["world_dir"] == str(pristine)
-    assert content["thresholds"]["min_concept_images"] == 1 == min_concept_images(pristine, 0.01)  # floor(0.01 * 150)
+    assert content["thresholds"]["min_concept_images"] == 2 == min_concept_images(pristine, 0.01)  # floor(0.01 * 250)
     paths = [t["path"] for t in content["tables"]]
     assert len(paths) == len(set(paths)) == 3 + 3 + len(CATEGORIES)  # the probe set is validated once
     assert all(t["success"] and t["failures"] == [] for t in content["tables"])

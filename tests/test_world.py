@@ -146,9 +146,15 @@ def test_index_rows(index: list[dict[str, str]], world: dict) -> None:
             assert r[cat] == "" or re.fullmatch(r"[1-9]\d*", r[cat])
         if r["texture"]:
             assert r["image"].startswith("textures/") and not (r["object"] or r["part"] or r["material"] or r["scene"])
-        else:
+        elif r["scene"]:
             assert r["image"].startswith("scenes/")
             assert all(r[c] for c in ("color", "object", "part", "material", "scene"))
+        else:  # a close-up: objects on a backdrop, no scene or material
+            assert r["image"].startswith("closeups/") and all(r[c] for c in ("color", "object", "part"))
+            assert not (r["material"] or r["texture"])
+    closeups = [r for r in index if r["image"].startswith("closeups/")]
+    assert len(closeups) == world["counts"]["probe_closeups"] == int(PARAMS.probe_images * PARAMS.closeup_fraction)
+    assert world["counts"]["probe_scenes"] == PARAMS.probe_images - len(tiles) - len(closeups)
 
 
 def test_every_label_in_a_png_belongs_to_that_category(world_dir: Path, index: list[dict], world: dict) -> None:
@@ -187,7 +193,8 @@ def test_object_mask_is_the_union_of_its_parts_and_hides_the_material(world_dir:
     for r in [r for r in index if r["object"]]:
         obj, part = _labels(images / r["object"]), _labels(images / r["part"])
         assert np.array_equal(obj > 0, part > 0), r["image"]
-        assert np.array_equal(_labels(images / r["material"]) > 0, obj == 0), f"{r['image']}: material under objects"
+        if r["material"]:  # close-ups have none
+            assert np.array_equal(_labels(images / r["material"]) > 0, obj == 0), f"{r['image']}: material under objects"
         for o, p in set(zip(obj[obj > 0].tolist(), part[obj > 0].tolist())):
             assert name[p] in world["object_types"][name[o]]["parts"], (r["image"], name[o], name[p])
 
@@ -410,3 +417,39 @@ def test_gpu_image_sizes_render_at_their_size(size: int, tmp_path: Path) -> None
     assert {Image.open(p).size for p in pngs} == {(size, size)}
     for row in _rows(tmp_path / "w" / "probe" / "index.csv"):
         assert (row["ih"], row["iw"], row["sh"], row["sw"]) == (str(size),) * 4
+
+
+def test_scene_light_scales_the_whole_image_objects_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from kdinterp.world import compose
+
+    params = WorldParams(seed=3, color_jitter=0.0, noise=0.0, supersample=1)
+    k = [s.name for s in SCENES].index("underwater-s")
+    gains = np.asarray(SCENES[k].light)
+    assert np.abs(gains - 1).max() > 0.2
+    lit = compose.render_probe_scene(params, k, np.random.default_rng(5))
+    monkeypatch.setattr(compose, "SCENES", tuple(dataclasses.replace(s, light=(1.0, 1.0, 1.0)) for s in SCENES))
+    plain = compose.render_probe_scene(params, k, np.random.default_rng(5))
+    for cat in ("object", "part", "material"):
+        np.testing.assert_array_equal(lit.masks[cat], plain.masks[cat])
+    unclipped = (plain.image < 250).all(axis=-1) & (plain.image.astype(float) * gains < 250).all(axis=-1)
+    assert unclipped.mean() > 0.9 and (plain.masks["object"][unclipped] > 0).any()
+    expected = plain.image.astype(float) * gains
+    assert np.abs(lit.image[unclipped] - expected[unclipped]).max() <= 1.1  # two roundings, one scaled by the gain
+
+
+def test_closeups_hold_objects_on_a_backdrop_without_scene_or_material() -> None:
+    from kdinterp.world.compose import render_probe_closeup
+
+    params = WorldParams(seed=4)
+    named = []
+    for i in range(16):
+        r = render_probe_closeup(params, np.random.default_rng(i))
+        assert set(r.masks) == {"color", "object", "part"} and r.scalars == {}
+        on_object = r.masks["object"] > 0
+        assert on_object.any() and (r.masks["part"][on_object] > 0).all() and not r.masks["part"][~on_object].any()
+        named.append((r.masks["color"][~on_object] > 0).mean())
+    # Colour jitter darkens some backdrops into grey-c, but most backdrop pixels stay unnamed.
+    assert np.mean(named) < 0.2 and np.median(named) < 0.05
+

@@ -533,7 +533,8 @@ def _units_frame(units: pd.DataFrame, tally: pd.DataFrame, iou_threshold: float)
         "_tally_concept_iou": at_concept["iou"],
         # A unit without a concept (overlapping nothing) has nothing to look up: left empty, not failed.
         "_concept_iou_error": _abs_error(units["iou"], at_concept["iou"]).where(units["concept"].notna()),
-        "_tally_concept_id": at_concept["concept_id"],
+        # ... and its concept_id is 0 (kdinterp.dissection.tables.units_table).
+        "_tally_concept_id": at_concept["concept_id"].where(units["concept"].notna(), 0),
         "_tally_category": at_concept["category"],
     }
     for c in CATEGORIES:

@@ -86,14 +86,15 @@ def write_probe_image(probe_dir: Path, index: int, rendered: Rendered, n_labels:
     Args:
         probe_dir: the ``probe/`` directory.
         index: the image's position in the probe set (names the files ``<index:05d>*.png``).
-        rendered: the image; scene images go to ``images/scenes/``, texture tiles (which have a
-            texture label) to ``images/textures/``.
+        rendered: the image; scene images (which have a scene label) go to ``images/scenes/``,
+            texture tiles (a texture label) to ``images/textures/``, close-ups (neither) to
+            ``images/closeups/``.
         n_labels: L, the number of labels (counts have L + 1 entries).
 
     Returns:
         The :class:`ProbeRecord`.
     """
-    group = "textures" if "texture" in rendered.scalars else "scenes"
+    group = "textures" if "texture" in rendered.scalars else "scenes" if "scene" in rendered.scalars else "closeups"
     stem = f"{group}/{index:05d}"
     write_image(probe_dir / "images" / f"{stem}.png", rendered.image)
     h, w = rendered.image.shape[:2]

@@ -19,7 +19,7 @@ from kdinterp.world.patterns import MATERIAL_PATTERNS, TEXTURE_PATTERNS
 from kdinterp.world.specs import ObjectType, Scene
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 
-__all__ = ["Rendered", "render_class_image", "render_probe_scene", "render_texture_tile"]
+__all__ = ["Rendered", "render_class_image", "render_probe_closeup", "render_probe_scene", "render_texture_tile"]
 
 _MATERIALS = {m.name: m for m in MATERIALS}
 _SCENES = {s.name: s for s in SCENES}
@@ -94,6 +94,11 @@ def _paint_scene(scene: Scene, rng: np.random.Generator, g: Grid, numbers: dict[
 
 
 # ---------------------------------------------------------------- objects and finishing
+
+
+def _illuminate(canvas: Canvas, scene: Scene) -> None:
+    """Apply the scene's illuminant (per-channel gains) to the whole canvas, objects included."""
+    canvas.rgb *= np.asarray(scene.light, dtype=np.float32)
 
 
 def _instance(params: WorldParams, otype: ObjectType, subtype_index: int, place: Placement) -> Instance:
@@ -173,7 +178,8 @@ def render_class_image(params: WorldParams, cls: WorldClass, rng: np.random.Gene
     """
     numbers = build_catalog(params).number
     g = grid(params.image_size * params.supersample, 1.0)
-    canvas = _paint_scene(_pick_scene(params, rng, cls.object_type), rng, g, numbers)
+    scene = _pick_scene(params, rng, cls.object_type)
+    canvas = _paint_scene(scene, rng, g, numbers)
     scale = rng.uniform(*params.object_scale)
     cx, cy = 0.5 + rng.uniform(-1.0, 1.0, 2) * (1.0 - scale) / 2
     subtype = cls.object_type.subtypes.index(cls.subtype)
@@ -183,6 +189,7 @@ def render_class_image(params: WorldParams, cls: WorldClass, rng: np.random.Gene
     draw_object(canvas, main, numbers, rng)
     if rng.random() < params.occlusion_prob:
         _draw_clutter(canvas, params, rng, main, numbers, front=True)
+    _illuminate(canvas, scene)
     image, masks = _finish(canvas, params, rng)
     return Rendered(image, masks, {})
 
@@ -207,6 +214,19 @@ def _probe_object_scale(params: WorldParams) -> tuple[float, float]:
     return low * factor, high * factor
 
 
+def _place_probe_objects(canvas: Canvas, params: WorldParams, rng: np.random.Generator, types: list[ObjectType],
+                         numbers: dict[str, int]) -> None:
+    """Draw one object of each type at classification pixel size; lower objects are nearer (drawn last)."""
+    low, high = _probe_object_scale(params)
+    places = []
+    for otype in types:
+        scale = rng.uniform(low, high)
+        cx, cy = rng.uniform(scale / 2, 1.0 - scale / 2, 2)
+        places.append((cy, _random_instance(params, rng, otype, _placement(rng, params, scale, cx, cy))))
+    for _, inst in sorted(places, key=lambda p: p[0]):
+        draw_object(canvas, inst, numbers, rng)
+
+
 def render_probe_scene(params: WorldParams, scene_index: int, rng: np.random.Generator) -> Rendered:
     """A probe scene: scene ``scene_index % len(SCENES)`` with 1..``params.max_probe_objects`` objects.
 
@@ -221,17 +241,50 @@ def render_probe_scene(params: WorldParams, scene_index: int, rng: np.random.Gen
     scene = SCENES[scene_index % len(SCENES)]
     g = grid(params.probe_image_size * params.supersample, params.probe_image_size / params.image_size)
     canvas = _paint_scene(scene, rng, g, numbers)
-    low, high = _probe_object_scale(params)
-    places = []
-    for otype in _probe_types(scene, params, rng, int(rng.integers(1, params.max_probe_objects + 1))):
-        scale = rng.uniform(low, high)
-        cx, cy = rng.uniform(scale / 2, 1.0 - scale / 2, 2)
-        places.append((cy, _random_instance(params, rng, otype, _placement(rng, params, scale, cx, cy))))
-    for _, inst in sorted(places, key=lambda p: p[0]):  # lower objects are nearer: drawn last
-        draw_object(canvas, inst, numbers, rng)
+    types = _probe_types(scene, params, rng, int(rng.integers(1, params.max_probe_objects + 1)))
+    _place_probe_objects(canvas, params, rng, types, numbers)
+    _illuminate(canvas, scene)
     image, masks = _finish(canvas, params, rng)
     masks["color"] = name_colors(image)
     return Rendered(image, masks, {"scene": numbers[scene.name]})
+
+
+def _backdrop(rng: np.random.Generator, g: Grid) -> np.ndarray:
+    """A plain studio backdrop, float32 (H, W, 3): a light, nearly grey colour darkening downward.
+
+    Its levels (about 146..211 before the image's colour jitter) lie outside the naming radius of
+    the grey (128) and white (240) prototypes, so colour naming leaves it mostly unnamed (96% of
+    backdrop pixels in the default world; the jitter darkens a few backdrops into ``grey-c``).
+    """
+    level = rng.uniform(165.0, 205.0)
+    color = level + rng.normal(0.0, 6.0, 3).astype(np.float32)
+    ramp = 1.0 - rng.uniform(0.0, 0.08) * g.frame_y[..., None]
+    return (color[None, None, :] * ramp).astype(np.float32)
+
+
+def render_probe_closeup(params: WorldParams, rng: np.random.Generator) -> Rendered:
+    """A probe close-up: 1..``params.max_probe_objects`` objects of any types on a plain backdrop.
+
+    Like Pascal-Part's images in Broden, close-ups carry object, part and colour labels but no scene
+    and no material: they hold objects and parts without adding to the share of probe pixels that
+    any scene or material covers (``docs/concept_world.md``, the coverage bound). Objects have their
+    classification pixel size, as in probe scenes.
+
+    Returns:
+        A :class:`Rendered` of ``params.probe_image_size`` pixels with color, object and part maps
+        and no image-level label.
+    """
+    numbers = build_catalog(params).number
+    g = grid(params.probe_image_size * params.supersample, params.probe_image_size / params.image_size)
+    zeros = np.zeros((g.size, g.size), dtype=np.int32)
+    canvas = Canvas(_backdrop(rng, g), {"object": zeros, "part": zeros.copy(), "material": zeros.copy()})
+    n = int(rng.integers(1, params.max_probe_objects + 1))
+    _place_probe_objects(canvas, params, rng, [OBJECT_TYPES[k] for k in rng.integers(len(OBJECT_TYPES), size=n)],
+                         numbers)
+    image, masks = _finish(canvas, params, rng)
+    del masks["material"]
+    masks["color"] = name_colors(image)
+    return Rendered(image, masks, {})
 
 
 def _tile_color(rng: np.random.Generator) -> np.ndarray:

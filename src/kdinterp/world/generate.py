@@ -37,13 +37,14 @@ from kdinterp.io import write_json
 from kdinterp.world.broden_writer import ProbeRecord, write_image, write_probe_image, write_tables
 from kdinterp.world.catalog import Catalog, WorldClass, build_catalog
 from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
-from kdinterp.world.compose import Rendered, render_class_image, render_probe_scene, render_texture_tile
+from kdinterp.world.compose import (Rendered, render_class_image, render_probe_closeup, render_probe_scene,
+                                    render_texture_tile)
 from kdinterp.world.coverage import coverage_table
 from kdinterp.world.params import WorldParams
 from kdinterp.world.saliency import SALIENCY_DIR, SALIENCY_ENCODING, encode_saliency, saliency_masks
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 
-__all__ = ["FORMAT_VERSION", "describe", "generate_world", "is_texture_tile"]
+__all__ = ["FORMAT_VERSION", "describe", "generate_world", "is_texture_tile", "probe_kind"]
 
 FORMAT_VERSION = 2  # 2: saliency maps (saliency/, world.json "saliency")
 _SPLIT_IDS = {"train": 0, "val": 1, "probe": 2}
@@ -60,17 +61,41 @@ class _Job:
     class_index: int = -1
 
 
+def _spread(index: int, fraction: float) -> bool:
+    """Whether item ``index`` is one of a ``fraction`` of items spread evenly through a sequence."""
+    return math.floor((index + 1) * fraction) > math.floor(index * fraction)
+
+
 def is_texture_tile(index: int, texture_fraction: float) -> bool:
     """Whether probe image ``index`` is a texture tile (tiles are spread evenly through the set)."""
-    return math.floor((index + 1) * texture_fraction) > math.floor(index * texture_fraction)
+    return _spread(index, texture_fraction)
+
+
+def probe_kind(params: WorldParams, index: int) -> tuple[str, int]:
+    """What probe image ``index`` is: ``("texture" | "closeup" | "scene", k)``, the k-th of its kind.
+
+    Texture tiles are a ``texture_fraction`` of the set and close-ups a ``closeup_fraction``, each
+    spread evenly through the index; the rest are scenes (scene k shows scene k mod 25).
+    """
+    tiles_before = math.floor(index * params.texture_fraction)
+    if is_texture_tile(index, params.texture_fraction):
+        return "texture", tiles_before
+    j = index - tiles_before  # position among the images that are not tiles
+    share = params.closeup_fraction / (1.0 - params.texture_fraction)
+    closeups_before = math.floor(j * share)
+    if _spread(j, share):
+        return "closeup", closeups_before
+    return "scene", j - closeups_before
 
 
 def _render_probe(params: WorldParams, index: int) -> Rendered:
     rng = np.random.default_rng([params.seed, _SPLIT_IDS["probe"], index])
-    tiles_before = math.floor(index * params.texture_fraction)
-    if is_texture_tile(index, params.texture_fraction):
-        return render_texture_tile(params, tiles_before, rng)
-    return render_probe_scene(params, index - tiles_before, rng)
+    kind, k = probe_kind(params, index)
+    if kind == "texture":
+        return render_texture_tile(params, k, rng)
+    if kind == "closeup":
+        return render_probe_closeup(params, rng)
+    return render_probe_scene(params, k, rng)
 
 
 def _class_seed(params: WorldParams, split: str, cls: WorldClass, k: int) -> list[int]:
@@ -145,7 +170,7 @@ def _prepare(out_dir: Path, staging: Path, catalog: Catalog) -> None:
         for cls in catalog.classes:
             (staging / split / cls.name).mkdir(parents=True, exist_ok=True)
             (staging / SALIENCY_DIR / split / cls.name).mkdir(parents=True, exist_ok=True)
-    for group in ("scenes", "textures"):
+    for group in ("scenes", "textures", "closeups"):
         (staging / "probe" / "images" / group).mkdir(parents=True, exist_ok=True)
 
 
@@ -161,7 +186,7 @@ def describe(params: WorldParams, catalog: Catalog, records: list[ProbeRecord]) 
     pixels = np.sum([r.counts for r in records], axis=0)
     total = sum(int(r.row["sh"]) * int(r.row["sw"]) for r in records)
     table = coverage_table(labels, pixels, total)
-    textures = sum(is_texture_tile(i, params.texture_fraction) for i in range(params.probe_images))
+    kinds = [probe_kind(params, i)[0] for i in range(params.probe_images)]
     return {
         "format_version": FORMAT_VERSION,
         "params": dataclasses.asdict(params),
@@ -177,7 +202,8 @@ def describe(params: WorldParams, catalog: Catalog, records: list[ProbeRecord]) 
         "concepts": [{"number": c.number, "name": c.name, "category": c.category} for c in catalog.concepts],
         "counts": {"train": params.train_per_class * len(catalog.classes),
                    "val": params.val_per_class * len(catalog.classes), "probe": params.probe_images,
-                   "probe_scenes": params.probe_images - textures, "probe_textures": textures},
+                   "probe_scenes": kinds.count("scene"), "probe_textures": kinds.count("texture"),
+                   "probe_closeups": kinds.count("closeup")},
         "coverage": {name: float(f) for name, f in zip(table["concept"], table["fraction"], strict=True)},
         "saliency": {"dir": SALIENCY_DIR, **SALIENCY_ENCODING},
     }

@@ -37,7 +37,8 @@ class WorldParams:
     subtype_similarity: float = 0.0  # 0: subtypes as designed; 1: a type's subtypes look identical
     color_jitter: float = 0.15  # max relative change of brightness, contrast and saturation per image
     noise: float = 0.03  # std of Gaussian pixel noise, as a share of 255
-    texture_fraction: float = 0.2  # share of probe images that are texture tiles (the rest are scenes)
+    texture_fraction: float = 0.2  # share of probe images that are texture tiles
+    closeup_fraction: float = 0.4  # share of probe images that are object close-ups (the rest are scenes)
     max_probe_objects: int = 3  # probe scenes hold 1..max_probe_objects objects
     supersample: int = 2  # render at N x the size, then average N x N blocks (anti-aliasing)
 
@@ -51,7 +52,7 @@ class WorldParams:
             if getattr(self, name) < 1:
                 raise ParamsError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("context", "distractor_prob", "occlusion_prob", "subtype_similarity", "color_jitter",
-                     "noise", "texture_fraction"):
+                     "noise", "texture_fraction", "closeup_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ParamsError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._check_classes()
@@ -73,8 +74,9 @@ class WorldParams:
             raise ParamsError(f"object_scale must be [low, high] with 0.1 <= low <= high <= 1, got {self.object_scale}")
         if not 0.0 <= self.max_rotation <= 180.0:
             raise ParamsError(f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
-        if self.texture_fraction >= 1.0:
-            raise ParamsError("texture_fraction must be < 1: the probe set needs scene images")
+        if self.texture_fraction + self.closeup_fraction >= 1.0:
+            raise ParamsError(f"texture_fraction + closeup_fraction must be < 1 (the probe set needs scene images), "
+                              f"got {self.texture_fraction} + {self.closeup_fraction}")
 
 
 def load_world_params(path: str | Path = "params.yaml") -> WorldParams:

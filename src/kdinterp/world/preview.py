@@ -7,7 +7,8 @@ Three sections, each with a title:
   discriminative region), captioned with the subtype.
 * **Probe scenes**: column headers ``image, color, object, part, material``; one row per scene
   (labelled with its scene concept), the masks in false colours (colour names in their prototype
-  colour, other labels in distinct hues), each mask captioned with the concepts it holds.
+  colour, other labels in distinct hues), each mask captioned with the concepts it holds; then
+  two close-ups (objects on a backdrop, no scene or material labels) the same way.
 * **Texture tiles**: the first tiles of the probe set, captioned with their texture.
 """
 
@@ -30,6 +31,7 @@ _MASKS = ("color", "object", "part", "material")
 _WHITE = (255, 255, 255)
 _INK = (30, 30, 30)
 _GAP = 4  # pixels between tiles
+_CLOSEUPS = 2  # close-ups shown after the probe scenes
 _LABEL_WIDTH = 120  # the row-label column
 
 
@@ -136,16 +138,20 @@ def _probe_section(root: Path, world: dict, n_scenes: int, sheet: _Sheet) -> lis
     header = _hstack([sheet.text([""], _LABEL_WIDTH)]
                      + [sheet.text([name], sheet.tile, center=True, bold=True) for name in ("image", *_MASKS)])
     rows = []
-    for row in [r for r in index if r["material"]][:n_scenes]:
+    closeups = [r for r in index if r["object"] and not r["scene"]][:_CLOSEUPS]
+    for row in [r for r in index if r["material"]][:n_scenes] + closeups:
         tiles = [sheet.caption(sheet.load(images / row["image"]), "", lines=2)]
         for cat in _MASKS:
+            if not row[cat]:  # close-ups have no material labels
+                tiles.append(sheet.caption(np.full((sheet.tile, sheet.tile, 3), 235, np.uint8), "(no labels)", lines=2))
+                continue
             labels = decode_labels(np.asarray(Image.open(images / row[cat]).convert("RGB")))
             shown = Image.fromarray(_false_colors(labels, cat)).resize((sheet.tile,) * 2, Image.Resampling.NEAREST)
             tiles.append(sheet.caption(np.asarray(shown), _names(labels, concepts), lines=2))
-        scene = concepts.get(int(row["scene"]), row["scene"]) if row["scene"] else ""
+        scene = concepts.get(int(row["scene"]), row["scene"]) if row["scene"] else "close-up"
         rows.append(_hstack([sheet.text([scene, row["image"]], _LABEL_WIDTH), *tiles]))
-    title = sheet.text(["Probe scenes (Broden layout): image and its label masks, with the concepts they hold"],
-                       header.shape[1], bold=True)
+    title = sheet.text(["Probe scenes and close-ups (Broden layout): image and its label masks, with the "
+                        "concepts they hold"], header.shape[1], bold=True)
     sections = [_vstack([title, header, *rows])]
     tiles = [sheet.caption(sheet.load(images / r["image"]), concepts.get(int(r["texture"]), r["texture"]))
              for r in index if r["texture"]][: len(_MASKS) + 1]

@@ -57,6 +57,7 @@ class Scene:
     bands: tuple[Slot, ...]  # top to bottom
     patches: tuple[Slot, ...] = ()
     wavy: bool = True  # wavy band boundaries (outdoors) or straight ones (indoors)
+    light: tuple[float, float, float] = (1.0, 1.0, 1.0)  # illuminant: R, G, B gains on the whole image
 
     @property
     def materials(self) -> tuple[str, ...]:

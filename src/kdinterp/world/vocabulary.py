@@ -13,6 +13,8 @@ near 1.0 (about 3% of probe pixels); no material fills most of many scenes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kdinterp.world.specs import (
     Material,
     ObjectType,
@@ -102,6 +104,23 @@ SCENES: tuple[Scene, ...] = (
     Scene("aquarium-s", (_s("plaster", "wallpaper", w=0.2), _s("deep_water", w=0.5), _s("gravel", "sand", w=0.3)),
           (_s("coral", "rock", w=0.15),), wavy=False),
 )
+
+# Each scene's illuminant: per-channel gains applied to the whole image, objects included (warm
+# lamplight indoors, blue-green under water, dim green under foliage, glare on snow and sand). It
+# gives a scene an appearance that covers the whole image, as real scenes have, rather than only
+# the materials it shares with other scenes.
+_LIGHTS: dict[str, tuple[float, float, float]] = {
+    "beach-s": (1.08, 1.04, 0.94), "harbor-s": (0.94, 0.98, 1.04), "lake-s": (0.92, 1.0, 0.98),
+    "underwater-s": (0.62, 0.92, 1.1), "coral_reef-s": (0.78, 0.98, 1.06), "street-s": (1.0, 1.0, 1.0),
+    "parking_lot-s": (0.88, 0.88, 0.9), "highway-s": (1.06, 1.0, 0.88), "village-s": (1.02, 1.0, 0.9),
+    "forest-s": (0.78, 0.9, 0.74), "field-s": (1.06, 1.06, 0.88), "garden-s": (0.94, 1.02, 0.9),
+    "mountain-s": (0.94, 0.98, 1.06), "ski_slope-s": (1.06, 1.08, 1.12), "desert-s": (1.12, 0.98, 0.78),
+    "swamp-s": (0.78, 0.84, 0.68), "frozen_lake-s": (0.94, 1.02, 1.12), "farm-s": (1.06, 1.0, 0.86),
+    "kitchen-s": (1.05, 1.0, 0.9), "bedroom-s": (1.0, 0.86, 0.72), "living_room-s": (1.06, 0.94, 0.8),
+    "office-s": (0.94, 1.0, 1.02), "bathroom-s": (1.0, 1.02, 1.06), "garage-s": (0.78, 0.78, 0.76),
+    "aquarium-s": (0.84, 0.98, 1.08),
+}
+SCENES = tuple(replace(scene, light=_LIGHTS[scene.name]) for scene in SCENES)
 
 # Palettes shared by several object types.
 _WOODS = ((140, 90, 50), (100, 60, 30), (170, 120, 70))
@@ -213,28 +232,30 @@ def _fish() -> ObjectType:
 
 
 def _bird() -> ObjectType:
-    def head(color: tuple[int, int, int]) -> PartSpec:
-        return PartSpec("head", (ellipse(0.28, -0.12, 0.13, 0.13),), (color,))
+    # The subtypes differ in the colour of the body, the largest part (wing and tail take a shade
+    # of it), so colour is a class cue on a region about as large as a layer4 cell of the probe set.
+    def body(color: tuple[int, int, int]) -> PartSpec:
+        return PartSpec("body", (ellipse(-0.02, 0.08, 0.3, 0.17),), (color,))
 
-    bluejay = head((50, 95, 205))
+    bluejay = body((40, 75, 200))
     return ObjectType(
         "bird",
         parts=(
             PartSpec("tail", (poly((-0.5, -0.02), (-0.22, 0.04), (-0.22, 0.16), (-0.5, 0.24)),),
                      color_from="body", shade=0.8),
-            PartSpec("body", (ellipse(-0.02, 0.08, 0.3, 0.17),),
-                     ((120, 85, 55), (140, 140, 135), (110, 115, 70), (200, 190, 170), (165, 120, 80))),
             bluejay,
+            PartSpec("head", (ellipse(0.28, -0.12, 0.13, 0.13),),
+                     ((120, 85, 55), (140, 140, 135), (200, 190, 170), (60, 55, 50))),
             PartSpec("wing", (poly((-0.2, 0.06), (0.12, 0.04), (0.0, -0.42), (-0.28, -0.34)),),
                      color_from="body", shade=0.7),
         ),
-        differs_in="head",
+        differs_in="body",
         property="colour",
         subtypes=(
             Subtype("bluejay", bluejay),
-            Subtype("cardinal", head((205, 30, 30))),
-            Subtype("goldfinch", head((238, 212, 40))),
-            Subtype("blackcap", head((30, 30, 35))),
+            Subtype("cardinal", body((205, 30, 35))),
+            Subtype("goldfinch", body((235, 212, 40))),
+            Subtype("blackbird", body((30, 30, 35))),
         ),
         scenes=("beach-s", "field-s", "forest-s", "mountain-s", "swamp-s", "frozen_lake-s"),
     )
