@@ -299,7 +299,7 @@ def _classification_images(world_dir: Path) -> list[Path]:
 
 def test_every_classification_image_has_a_saliency_map_with_the_documented_encoding(world_dir: Path,
                                                                                      world: dict) -> None:
-    assert world["format_version"] == 2 and world["saliency"]["dir"] == "saliency"
+    assert world["format_version"] == 3 and world["saliency"]["dir"] == "saliency"
     assert {"R", "G", "B", "layout", "empty"} <= set(world["saliency"])
     images = _classification_images(world_dir)
     maps = sorted((world_dir / "saliency").rglob("*.png"))

@@ -46,7 +46,7 @@ from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 
 __all__ = ["FORMAT_VERSION", "describe", "generate_world", "is_texture_tile", "probe_kind"]
 
-FORMAT_VERSION = 2  # 2: saliency maps (saliency/, world.json "saliency")
+FORMAT_VERSION = 3  # 2: saliency maps (saliency/, world.json "saliency"); 3: probe close-ups (images/closeups/)
 _SPLIT_IDS = {"train": 0, "val": 1, "probe": 2}
 _CHUNK = 48  # images per job sent to a worker
 
