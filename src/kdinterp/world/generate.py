@@ -75,7 +75,8 @@ def probe_kind(params: WorldParams, index: int) -> tuple[str, int]:
     """What probe image ``index`` is: ``("texture" | "closeup" | "scene", k)``, the k-th of its kind.
 
     Texture tiles are a ``texture_fraction`` of the set and close-ups a ``closeup_fraction``, each
-    spread evenly through the index; the rest are scenes (scene k shows scene k mod 25).
+    spread evenly through the index; the rest are scenes (scene k shows scene k mod len(SCENES)).
+    ``k`` of a close-up is returned for symmetry; close-ups do not depend on it.
     """
     tiles_before = math.floor(index * params.texture_fraction)
     if is_texture_tile(index, params.texture_fraction):
