@@ -39,9 +39,8 @@ data: $(STAMP)  ## generate the concept world into data/ if it is missing (track
 	  git diff --quiet -- data.dvc 2>/dev/null || echo "note: data/ differs from the committed data.dvc (other params" \
 	    "or library versions?); data.dvc now records the new hash and dvc repro reruns what depends on it" >&2; fi
 
-repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=all_students for every student
-	@if [ -n "$(PROFILE)" ]; then test -f profiles/$(PROFILE).yaml || { echo "error: no profiles/$(PROFILE).yaml" >&2; exit 1; }; \
-	  cp profiles/$(PROFILE).yaml $(PARAMS); echo "params.yaml <- profiles/$(PROFILE).yaml (git checkout params.yaml to go back)"; fi
+repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=seeds5|all_students merges a profile
+	@if [ -n "$(PROFILE)" ]; then kdinterp profile $(PROFILE) --params $(PARAMS); fi
 	dvc repro
 	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['
 	@echo "Full report: paper_figures/REPRODUCTION.md; all metrics: dvc metrics show"

@@ -7,16 +7,24 @@ Usage (from the repository root; a few minutes on 2 cores)::
 Uses the default concept world (``data/concept_world``; a small one is generated in a temporary
 directory if it is missing) and the architectures of ``params.yaml`` (first teacher, the student
 recipe), randomly initialised: only time is measured. Each method trains its student for
-``--warmup`` + ``--batches`` batches of the recipe's batch size on batches decoded once beforehand
-(so the table compares compute); the per-batch cost of loading and augmenting is measured
-separately and added for the per-epoch ratio (wall time). The methods take turns, ``--chunk``
+``--warmup`` + ``--batches`` batches of the recipe's batch size on batches prepared beforehand
+(so the table compares compute); the per-batch cost of loading and augmenting is timed alongside
+(in memory, as training reads the data: :class:`~kdinterp.memory_data.TrainBatches`; and from the
+PNG files through the DataLoader, as before) and added for the per-epoch ratio (wall time). The
+methods and the loaders take turns, ``--chunk``
 batches at a time, and the median wall and CPU time per batch are reported; the per-step ratios
 use the CPU time of this process, which other load on a shared machine does not inflate (wall
 time does: check the load average printed at the end). Feature methods are timed after
 ``prepare`` for CRD only; FT's and SSKD's preliminary stages are timed separately, on a subset,
 and extrapolated to their default epochs.
 
-Target (issue 5): a KD epoch costs at most 1.3x a CE epoch of the same student on the CPU.
+Targets:
+
+* (issue 5) a KD epoch costs at most 1.3x a CE epoch of the same student on the CPU;
+* loading + augmenting a batch costs at most 10% of a CE training step (CPU time);
+* a KD step costs at most 1.05x a CE step plus a teacher forward (CPU time): logit KD adds no
+  overhead beyond the teacher's forward pass.
+
 It also times the KD teacher's forward pass under ``torch.no_grad`` vs ``torch.inference_mode``,
 in contiguous and ``channels_last`` memory format.
 """
@@ -30,19 +38,22 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
 from kdinterp.data import WithIndex, build_transform, image_folder, make_loader
+from kdinterp.memory_data import InMemoryImages, TrainBatches
 from kdinterp.distill import Distiller, LogitKD, Vanilla
-from kdinterp.feature_kd import METHODS, build_feature_distiller
+from kdinterp.feature_kd import build_feature_distiller, feature_methods
 from kdinterp.models import build_model
 from kdinterp.params import Params, load_params
 from kdinterp.world import generate_world
 
 TARGET = 1.3
+LOAD_TARGET = 0.10  # loading + augmenting a batch, share of a CE step
+KD_OVERHEAD_TARGET = 1.05  # KD step / (CE step + teacher forward)
 TEMPERATURE, ALPHA = 4.0, 0.5
 
 
@@ -57,15 +68,35 @@ def _world(params: Params, tmp: Path) -> Path:
     return tmp / "world" / "train"
 
 
-def _batches(train_set, batch_size: int, count: int) -> tuple[list, tuple[float, float]]:
-    """``count`` training batches ``(images, targets, indices)``, and the (wall, CPU) seconds per batch to load them."""
-    out, wall, cpu = [], time.perf_counter(), time.process_time()
+def _memory_epoch(train_set: InMemoryImages, batch_size: int, seed: int) -> TrainBatches:
+    """One epoch of in-memory batches on the CPU, as :func:`kdinterp.train.fit` reads them in one process."""
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
+    return TrainBatches(train_set, order, batch_size, drop_last=True, seed=seed, device=torch.device("cpu"))
+
+
+def _batches(train_set: InMemoryImages, batch_size: int, count: int) -> list:
+    """``count`` training batches ``(images, targets, indices)``, augmented in memory."""
+    out: list = []
     while len(out) < count:
-        for item in make_loader(WithIndex(train_set), batch_size, shuffle=True, seed=len(out), drop_last=True):
+        for item in _memory_epoch(train_set, batch_size, seed=len(out)):
             out.append(item)
             if len(out) == count:
                 break
-    return out, ((time.perf_counter() - wall) / count, (time.process_time() - cpu) / count)
+    return out
+
+
+def _loading(make_epoch: Callable[[int], Iterable]) -> Callable[[tuple], None]:
+    """A task loading the next batch of an endless sequence of epochs (``make_epoch(epoch)``); ignores its argument."""
+    state = {"epoch": 0, "batches": iter(make_epoch(0))}
+
+    def run(_: tuple) -> None:
+        try:
+            next(state["batches"])
+        except StopIteration:
+            state["epoch"] += 1
+            state["batches"] = iter(make_epoch(state["epoch"]))
+            next(state["batches"])
+    return run
 
 
 def _trainer(distiller: Distiller) -> Callable[[tuple], None]:
@@ -126,15 +157,23 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         train_dir = _world(params, Path(tmp))
-        train_set = image_folder(train_dir, build_transform(params.data, train=True))
+        began = time.perf_counter()
+        train_set = InMemoryImages(train_dir, params.data, train=True)
+        decode_s = time.perf_counter() - began
+        file_set = image_folder(train_dir, build_transform(params.data, train=True))
         num_classes, num_samples = len(train_set.classes), len(train_set)
-        batches, load_s = _batches(train_set, batch_size, args.warmup + args.batches)
+        batches = _batches(train_set, batch_size, args.warmup + args.batches)
+        loaders = {
+            ("load", "memory"): _loading(lambda epoch: _memory_epoch(train_set, batch_size, 1000 + epoch)),
+            ("load", "files"): _loading(lambda epoch: make_loader(WithIndex(file_set), batch_size, shuffle=True,
+                                                                  seed=1000 + epoch, drop_last=True)),
+        }
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; data {train_dir} "
               f"({num_samples} images, {num_classes} classes, {params.data.image_size} px); batch {batch_size}")
         print(f"{args.warmup} warm-up + {args.batches} timed batches per method, methods taking turns every "
               f"{args.chunk} batch(es); medians per batch")
         print(f"teacher {teacher_spec.arch} width {teacher_spec.width}, student {student_spec.arch} width "
-              f"{student_spec.width} (random init); loading + augmenting: {1000 * load_s[0]:.1f} ms per batch")
+              f"{student_spec.width} (random init); decoding the training set into memory once: {decode_s:.1f} s")
         torch.manual_seed(0)
         teacher = build_model(teacher_spec, num_classes).eval()
 
@@ -155,17 +194,18 @@ def main() -> None:
             ("ce", "-"): lambda: Vanilla(student()),
             ("kd", "yes"): lambda: LogitKD(student(), teacher, TEMPERATURE, ALPHA),
         }
-        for method in METHODS:
+        for method in feature_methods():
             runs[(method, "no")] = feature(method, 0.0)
             runs[(method, "yes")] = feature(method, ALPHA)
         teacher_cl = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
         forwards = {(name, cl): _forward(teacher_cl if cl else teacher, ctx, cl)
                     for cl in (False, True) for name, ctx in (("no_grad", torch.no_grad),
                                                               ("inference_mode", torch.inference_mode))}
-        timings = _interleaved({**{key: _trainer(make()) for key, make in runs.items()}, **forwards},
+        timings = _interleaved({**{key: _trainer(make()) for key, make in runs.items()}, **forwards, **loaders},
                                batches, args.warmup, args.chunk)
 
         ce_wall, ce_cpu = timings[("ce", "-")]
+        load_s = timings[("load", "memory")]
         print()
         print(f"{'method':7s} {'logit KD':>8s} {'wall ms':>8s} {'CPU ms':>7s} {'images/s':>9s} {'x CE':>6s} "
               f"{'x CE epoch':>10s}")
@@ -175,7 +215,19 @@ def main() -> None:
                   f"{cpu / ce_cpu:6.2f} {(wall + load_s[0]) / (ce_wall + load_s[0]):10.2f}")
         print("images/s: wall time. x CE: CPU time of a training step over CE's (the compute a step costs; other load")
         print("on the machine does not inflate it). x CE epoch: wall time of a step plus loading and augmenting")
-        print("a batch (num_workers 0: the trainer does both in turn) over the same for CE.")
+        print("a batch in memory (as training does) over the same for CE.")
+
+        print()
+        print(f"Loading + augmenting a batch of {batch_size} (median per batch) as a share of the CE step "
+              f"({1000 * ce_wall:.1f} ms wall, {1000 * ce_cpu:.1f} ms CPU):")
+        for source, how in (("memory", "in memory: gather + crop + flip + normalise, batched"),
+                            ("files", "from PNG files: DataLoader + PIL + v2 transforms, num_workers 0")):
+            wall, cpu = timings[("load", source)]
+            print(f"  {how:55s} wall {1000 * wall:6.2f} ms = {100 * wall / ce_wall:5.1f}%, CPU {1000 * cpu:6.2f} ms "
+                  f"= {100 * cpu / ce_cpu:5.1f}%")
+        share = load_s[1] / ce_cpu
+        print(f"Loading share (in memory, CPU time): {100 * share:.1f}% of a CE step "
+              f"(target <= {100 * LOAD_TARGET:.0f}%): {'met' if share <= LOAD_TARGET else 'NOT met'}.")
 
         print()
         print(f"KD teacher forward ({teacher_spec.arch} width {teacher_spec.width}, batch {batch_size}):")
@@ -191,7 +243,11 @@ def main() -> None:
         kd_wall, kd_cpu = timings[("kd", "yes")]
         teacher_cpu = timings[("no_grad", False)][1]
         kd_epoch = (kd_wall + load_s[0]) / (ce_wall + load_s[0])
+        overhead = kd_cpu / (ce_cpu + teacher_cpu)
         print()
+        print(f"KD step / (CE step + teacher forward): {overhead:.3f} (target <= {KD_OVERHEAD_TARGET}): "
+              f"{'met' if overhead <= KD_OVERHEAD_TARGET else 'NOT met'} (CPU time: KD {1000 * kd_cpu:.1f} ms, CE "
+              f"{1000 * ce_cpu:.1f} ms, teacher forward under no_grad {1000 * teacher_cpu:.1f} ms).")
         print(f"KD / CE per epoch: {kd_epoch:.2f} (target <= {TARGET}): {'met' if kd_epoch <= TARGET else 'NOT met'}; "
               f"per training step (compute): {kd_cpu / ce_cpu:.2f}.")
         print(f"  CE step (student forward + backward + SGD): {1000 * ce_cpu:.1f} ms; teacher forward alone: "

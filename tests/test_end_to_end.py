@@ -51,6 +51,7 @@ def project(tmp_path_factory) -> Path:
     params["teachers"]["teacher"].update(TINY_MODEL)
     params["student_recipe"] = TINY_MODEL
     params["dissection"]["batch_size"] = 16
+    params["seeds"] = [0, 1]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate_world(from_mapping(WorldParams, params["world"], "world"), root / "data" / "concept_world",
                    workers=1, progress=False)
@@ -61,11 +62,17 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-def test_whole_study_runs_and_reports_every_model(project: Path) -> None:
+def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> None:
+    from kdinterp import study
+    from kdinterp.params import load_params
+
     shown = _dvc(project, "metrics", "show").stdout
-    for model in ("teacher", "scratch", "ls", "kd"):
-        assert f"outputs/metrics/{model}.json" in shown
-        assert f"outputs/dissection/{model}/summary.json" in shown
+    layout = study.Layout(Path("outputs"))
+    models = study.models(load_params(project / "params.yaml"))
+    assert [m.key for m in models] == ["teacher", "scratch-0", "ls-0", "kd-0", "scratch-1", "ls-1", "kd-1"]
+    for model in models:
+        assert str(layout.metrics(model)) in shown
+        assert str(layout.dissection(model, layout.SUMMARY)) in shown
     assert "top1" in shown and "num_detectors" in shown
     for name in ("fig1_accuracy_detectors.png", "fig_detectors_per_category.png", "REPRODUCTION.md"):
         assert (project / "paper_figures" / name).stat().st_size > 0
@@ -80,7 +87,7 @@ def test_second_repro_does_nothing(project: Path) -> None:
 
 
 def test_corrupted_tally_stops_the_pipeline_at_validate(project: Path) -> None:
-    tally = project / "outputs" / "dissection" / "kd" / "tally.csv"
+    tally = project / "outputs" / "dissection" / "kd-1" / "tally.csv"
     lines = tally.read_text().splitlines()
     header, first = lines[0].split(","), lines[1].split(",")
     first[header.index("iou")] = "1.5"
@@ -90,6 +97,6 @@ def test_corrupted_tally_stops_the_pipeline_at_validate(project: Path) -> None:
     done = _dvc(project, "repro", "--single-item", "validate", "figures", check=False)
     assert done.returncode != 0
     message = done.stdout + done.stderr
-    assert "outputs/dissection/kd/tally.csv" in message
+    assert "outputs/dissection/kd-1/tally.csv" in message
     assert "expect_column_values_to_be_between(iou" in message and "iou=1.5" in message
     assert report.stat().st_mtime_ns == before  # figures did not run

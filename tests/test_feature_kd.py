@@ -17,7 +17,7 @@ from kdinterp import train
 from kdinterp.config import ParamsError
 from kdinterp.data import build_transform, image_folder
 from kdinterp.feature_kd import (CRD, FT, SSKD, AT, ATOptions, CRDOptions, FTOptions, SSKDOptions,
-                                 build_feature_distiller)
+                                 build_feature_distiller, feature_methods)
 from kdinterp.feature_kd.sskd import rotation_recognition_loss, rotations
 from kdinterp.hooks import retain_layer
 from kdinterp.losses import kd_terms
@@ -26,7 +26,7 @@ from kdinterp.params import DataParams, ModelParams, OptimParams
 
 STUDENT = ModelParams("resnet10", width=4, small_input=True)
 TEACHER = ModelParams("resnet10", width=8, small_input=True)  # wider: adapters must bridge 32 vs 64 channels
-METHODS = ["at", "ft", "crd", "sskd"]
+METHODS = feature_methods()
 CLASSES = 4
 FAST = {"at": {}, "ft": {"paraphraser_batch_size": 8, "paraphraser_epochs": 2},
         "crd": {"feat_dim": 16}, "sskd": {"ss_head_batch_size": 8, "ss_head_epochs": 2, "ss_head_milestones": [1]}}

@@ -1,8 +1,9 @@
-"""Tests for kdinterp.figures: stage ``figures`` (issue 2, item 8).
+"""Tests for kdinterp.figures, kdinterp.results and kdinterp.reproduction: stage ``figures``.
 
-Each test writes a small, consistent ``outputs/`` tree for four models (teacher, scratch, ls, kd)
-whose numbers make some of the paper's predictions hold and others fail, then checks the figures,
-the verdicts in REPRODUCTION.md, and the errors for missing or stale inputs.
+Each test writes a small, consistent ``outputs/`` tree (paths from :class:`kdinterp.study.Layout`)
+for a teacher (one seed) and three students (scratch, ls, kd) at seeds 0, 1, 2, whose numbers make
+some of the paper's predictions hold, some contradicted and one inconclusive, then checks the
+figures, the tables and verdicts of REPRODUCTION.md, and the errors for missing or stale inputs.
 """
 
 from __future__ import annotations
@@ -11,50 +12,73 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from kdinterp.config import from_mapping
-from kdinterp.config import ParamsError
-from kdinterp.figures import make_figures
+from kdinterp import study
+from kdinterp.config import ParamsError, from_mapping
+from kdinterp.figures import make_figures, plot_accuracy_detectors
+from kdinterp.params import Params
 from kdinterp.reproduction import evaluate_predictions, reproduction_markdown
 from kdinterp.results import FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, FiguresInputError, load_run
-from kdinterp.params import Params
 
 IOU_THRESHOLD = 0.05
+SEEDS = (0, 1, 2)
+TEACHER_SEED = 5
+OTHER = {"part": 6, "scene": 5, "material": 11, "texture": 5, "color": 3}
 
-#: Per model: metrics role, top-1, detectors per category, unique concepts, units, entropy, teacher agreement.
-#: Chosen so that P1, P2, P6a, P6c, P7 hold and P3, P4, P5, P6b do not.
+
+def _det(**per_category) -> dict[str, list[int]]:
+    """Detectors per category, one count per seed (a scalar is the same at every seed)."""
+    merged = {**OTHER, **per_category}
+    return {c: list(v) if isinstance(v, (list, tuple)) else [v] * len(SEEDS) for c, v in merged.items()}
+
+
+#: Per model, one value per seed (the teacher: one value): top-1, detectors per category, entropy.
+#: Paired differences against scratch, seed by seed:
+#:   kd - scratch: top-1 +3.5/+3.6/+3.4 pp, #det +12/+13/+12, objects +8/+9/+8, entropy +.10/+.11/+.11
+#:   ls - scratch: top-1 +1/-2/+1 pp (mean 0), #det +4/+3/+5, objects +2/+2/+2, scenes +4/+3/+5
+#:   scratch - ls: entropy +.20/+.17/+.23
+#: so P1, P2, P6a, P6c, P7 hold; P4, P5 (scratch > LS fails), P6b are contradicted; P3 is inconclusive.
 MODELS: dict[str, dict] = {
-    "teacher": {"role": "teacher", "top1": 0.8125, "unique": 41, "units": 256, "entropy": 1.3561, "agreement": None,
-                "detectors": {"object": 30, "part": 12, "scene": 8, "material": 14, "texture": 6, "color": 4}},
-    "scratch": {"role": "student", "top1": 0.6200, "unique": 23, "units": 128, "entropy": 1.1017, "agreement": 0.712,
-                "detectors": {"object": 10, "part": 6, "scene": 5, "material": 11, "texture": 5, "color": 3}},
-    "ls": {"role": "student", "top1": 0.6000, "unique": 21, "units": 128, "entropy": 0.9083, "agreement": 0.655,
-           "detectors": {"object": 12, "part": 4, "scene": 9, "material": 12, "texture": 4, "color": 3}},
-    "kd": {"role": "distilled", "top1": 0.6525, "unique": 29, "units": 128, "entropy": 1.2044, "agreement": 0.874,
-           "detectors": {"object": 18, "part": 9, "scene": 4, "material": 13, "texture": 5, "color": 3}},
+    "teacher": {"top1": [0.8125], "units": 256, "entropy": [1.3561], "agreement": None,
+                "detectors": {"object": [30], "part": [12], "scene": [8], "material": [14], "texture": [6],
+                              "color": [4]}},
+    "scratch": {"top1": [0.620, 0.600, 0.640], "units": 128, "entropy": [1.10, 1.12, 1.08], "agreement": 0.712,
+                "detectors": _det(object=[10, 11, 9])},
+    "ls": {"top1": [0.630, 0.580, 0.650], "units": 128, "entropy": [0.90, 0.95, 0.85], "agreement": 0.655,
+           "detectors": _det(object=[12, 13, 11], scene=[9, 8, 10], part=4, material=12, texture=4)},
+    "kd": {"top1": [0.655, 0.636, 0.674], "units": 128, "entropy": [1.20, 1.23, 1.19], "agreement": 0.874,
+           "detectors": _det(object=[18, 20, 17], part=9, scene=4, material=13)},
 }
-#: The verdict each prediction must get from MODELS.
-EXPECTED = {"P1": "holds", "P2": "holds", "P3": "does not hold", "P4": "does not hold", "P5": "does not hold",
-            "P6a": "holds", "P6b": "does not hold", "P6c": "holds", "P7": "holds"}
-SEED = 7
+EXPECTED = {"P1": "holds", "P2": "holds", "P3": "inconclusive", "P4": "contradicted", "P5": "contradicted",
+            "P6a": "holds", "P6b": "contradicted", "P6c": "holds", "P7": "holds"}
+VERDICT_ROW = r"^\| (P\d+[a-c]?(?:-\w+)?) \|.*\| \*\*(holds|contradicted|inconclusive)\*\* \|$"
 
 
-def _params(paper_models: dict[str, str] | None = None) -> Params:
+def _raw(seeds: tuple[int, ...] = SEEDS) -> dict:
     optim = {"epochs": 3, "batch_size": 32, "lr": 0.05}
-    return from_mapping(Params, {
-        "seed": SEED,
+    return {
+        "seeds": list(seeds),
         "world": {},
         "data": {"train_dir": "data/w/train", "val_dir": "data/w/val", "world_file": "data/w/world.json",
                  "image_size": 32, "augment": "crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-        "teachers": {"teacher": {"model": {"arch": "resnet34", "width": 32, "small_input": True}, "optim": optim}},
+        "teachers": {"teacher": {"model": {"arch": "resnet34", "width": 32, "small_input": True}, "optim": optim,
+                                 "seed": TEACHER_SEED}},
         "student_recipe": {"model": {"arch": "resnet18", "width": 16, "small_input": True}, "optim": optim},
         "students": {"scratch": {"label_smoothing": 0.0}, "ls": {"label_smoothing": 0.1}},
         "distilled": {"kd": {"teacher": "teacher", "temperature": 4.0, "alpha": 0.5}},
         "dissection": {"broden_dir": "data/w/probe", "iou_threshold": IOU_THRESHOLD},
-        "paper_models": paper_models or {"teacher": "teacher", "scratch": "scratch", "ls": "ls", "kd": "kd"},
-    }, "")
+        "paper_models": {"teacher": "teacher", "scratch": "scratch", "ls": "ls", "kd": "kd"},
+    }
+
+
+def _params(paper_models: dict[str, str] | None = None, seeds: tuple[int, ...] = SEEDS) -> Params:
+    raw = _raw(seeds)
+    if paper_models is not None:
+        raw["paper_models"] = paper_models
+    return from_mapping(Params, raw, "")
 
 
 def _dump(path: Path, obj: dict) -> None:
@@ -62,26 +86,32 @@ def _dump(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2), encoding="utf-8")
 
 
-def _write_outputs(root: Path, models: dict = MODELS) -> Path:
-    """A consistent outputs/ tree: metrics, similarity, dissection summaries, validation report."""
+def _write_outputs(root: Path, params: Params | None = None, models: dict = MODELS) -> study.Layout:
+    """A consistent outputs/ tree for every study model: metrics, similarity, summaries, validation."""
+    params = params or _params()
+    layout = study.Layout(root)
     similarity = {"entropy_unit": "nats", "reference_teacher": "teacher", "same_type_mass_chance": 0.087,
                   "models": {}}
-    for name, m in models.items():
-        _dump(root / "metrics" / f"{name}.json", {"model": name, "role": m["role"], "top1": m["top1"], "top5": 0.95,
-                                                  "nll": 1.1, "ece": 0.03, "num_images": 1200})
-        detectors = m["detectors"]
-        _dump(root / "dissection" / name / "summary.json", {
-            "model": name, "layer": "layer4", "num_units": m["units"], "num_images": 1500, "quantile": 0.005,
-            "iou_threshold": IOU_THRESHOLD, "num_detectors": sum(detectors.values()),
-            "num_unique_concepts": m["unique"], "detectors": detectors,
+    every = study.models(params)
+    for model in every:
+        m = models[model.name]
+        i = SEEDS.index(model.seed) if model.group.per_seed else 0
+        _dump(layout.metrics(model), {"model": model.name, "seed": model.seed, "group": model.group.kind,
+                                      "role": model.role or "", "top1": m["top1"][i], "top5": 0.95, "nll": 1.1,
+                                      "ece": 0.03, "num_images": 1200})
+        detectors = {c: counts[i] for c, counts in m["detectors"].items()}
+        _dump(layout.dissection(model, study.Layout.SUMMARY), {
+            "model": model.name, "seed": model.seed, "layer": "layer4", "num_units": m["units"], "num_images": 1500,
+            "quantile": 0.005, "iou_threshold": IOU_THRESHOLD, "num_detectors": sum(detectors.values()),
+            "num_unique_concepts": 20 + i, "detectors": detectors,
             "unique_concepts": {c: min(n, 3) for c, n in detectors.items()}})
-        entry = {"within_class_entropy": m["entropy"], "same_type_mass": 0.3}
+        entry = {"within_class_entropy": m["entropy"][i], "same_type_mass": 0.3}
         if m["agreement"] is not None:
             entry["teacher_agreement"] = m["agreement"]
-        similarity["models"][name] = entry
-    _dump(root / "metrics" / "similarity.json", similarity)
-    _dump(root / "validation" / "dissection.json", {"success": True, "tables": [{}] * (3 * len(models))})
-    return root
+        similarity["models"][model.key] = entry
+    _dump(layout.similarity, similarity)
+    _dump(layout.dissection_validation, {"success": True, "tables": [{}] * (3 * len(every))})
+    return layout
 
 
 def _with(**changes: dict) -> dict:
@@ -95,13 +125,15 @@ def _with(**changes: dict) -> dict:
 
 def _verdicts(markdown: str) -> dict[str, str]:
     """Prediction ID -> verdict, from the predictions table of REPRODUCTION.md."""
-    rows = re.findall(r"^\| (P\d[a-c]?) \|.*\| \*\*(holds|does not hold)\*\* \|$", markdown, flags=re.M)
-    return dict(rows)
+    return dict(re.findall(VERDICT_ROW, markdown, flags=re.M))
 
 
-def _row(markdown: str, model: str) -> str:
-    (line,) = [line for line in markdown.splitlines() if line.startswith(f"| `{model}` |")]
-    return line
+def _section(markdown: str, title: str) -> str:
+    return markdown.split(f"## {title}")[1].split("\n## ")[0]
+
+
+def _rows(markdown: str, title: str, model: str) -> list[str]:
+    return [line for line in _section(markdown, title).splitlines() if line.startswith(f"| `{model}` |")]
 
 
 @pytest.fixture(scope="module")
@@ -124,91 +156,160 @@ def test_figures_are_real_pngs(generated: tuple[Path, str], name: str) -> None:
     assert not list(generated[0].glob(".*tmp*")), "atomic writes left temporary files"
 
 
+def test_figure1_draws_the_mean_as_a_bar_and_every_seed_as_a_dot(tmp_path: Path) -> None:
+    run = load_run(_params(), _write_outputs(tmp_path))
+    fig = plot_accuracy_detectors(_params(), run)
+    acc_run, _, det_run, _ = fig.axes[:4]
+    heights = [round(bar.get_height(), 4) for bar in acc_run.patches]
+    assert heights == pytest.approx([62.0, 65.5, 62.0])  # scratch, KD, LS means in percent
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in acc_run.collections])
+    assert sorted(dots) == pytest.approx(sorted(100 * np.array(MODELS["scratch"]["top1"] + MODELS["kd"]["top1"]
+                                                               + MODELS["ls"]["top1"])))
+    assert [bar.get_height() for bar in det_run.patches] == pytest.approx([40.0, 52 + 1 / 3, 44.0])
+    assert "n = 3 seeds (0, 1, 2)" in acc_run.get_title()
+
+
+def test_load_run_has_one_result_per_model_and_seed(tmp_path: Path) -> None:
+    run = load_run(_params(), _write_outputs(tmp_path))
+    assert list(run.models) == ["teacher", "scratch-0", "scratch-1", "scratch-2", "kd-0", "kd-1", "kd-2",
+                                "ls-0", "ls-1", "ls-2"]
+    kd1 = run.models["kd-1"]
+    assert (kd1.name, kd1.seed, kd1.kind, kd1.role, kd1.arch) == ("kd", 1, "distilled", "kd", "resnet18, width 16")
+    assert (kd1.top1, kd1.num_detectors, kd1.detectors["object"]) == (0.636, 54, 20)
+    teacher = run.models["teacher"]
+    assert (teacher.seed, teacher.per_seed, teacher.arch) == (TEACHER_SEED, False, "resnet34, width 32")
+    assert set(run.colors) == {"teacher", "scratch", "kd", "ls"}  # one colour per name, shared by its seeds
+    kd, scratch = run.paired("kd", "scratch", lambda m: m.num_detectors)
+    assert kd.tolist() == [52, 54, 51] and scratch.tolist() == [40, 41, 39]
+    teacher_top1, kd_top1 = run.paired("teacher", "kd", lambda m: m.top1)
+    assert teacher_top1.tolist() == [0.8125] and kd_top1.tolist() == [0.655, 0.636, 0.674]
+
+
 def test_every_prediction_gets_the_verdict_of_the_numbers(generated: tuple[Path, str]) -> None:
-    verdicts = _verdicts(generated[1])
-    assert verdicts == EXPECTED
-    assert {"holds", "does not hold"} <= set(verdicts.values())
-    assert "5 of 9 hold in this run" in generated[1]
-
-
-def _verdicts_for(models: dict, tmp_path: Path) -> dict[str, str]:
-    return {p.pid: p.verdict for p in evaluate_predictions(load_run(_params(), _write_outputs(tmp_path, models)))}
-
-
-def test_verdicts_are_computed_not_fixed(tmp_path: Path) -> None:
-    # Every verdict flips: KD below scratch in accuracy, objects and total; LS above scratch in accuracy,
-    # below it in total detectors (30 < 40) and objects, below it in scenes; scratch's entropy lowest.
-    models = _with(kd={"top1": 0.61, "detectors": {"object": 8, "part": 5}},
-                   ls={"top1": 0.63, "entropy": 1.0, "detectors": {"object": 2, "material": 8, "scene": 5}},
-                   scratch={"entropy": 0.95})
-    assert _verdicts_for(models, tmp_path) == {
-        "P1": "does not hold", "P2": "does not hold", "P3": "holds", "P4": "holds", "P5": "does not hold",
-        "P6a": "does not hold", "P6b": "holds", "P6c": "does not hold", "P7": "does not hold"}
-
-
-def test_orderings_need_both_inequalities(tmp_path: Path) -> None:
-    # KD > scratch > LS in detectors; KD > scratch but LS > scratch in entropy.
-    models = _with(ls={"detectors": {"material": 2}}, scratch={"entropy": 0.8})
-    verdicts = _verdicts_for(models, tmp_path)
-    assert verdicts["P5"] == "holds" and verdicts["P7"] == "does not hold"
-
-
-def test_a_tie_does_not_hold(tmp_path: Path) -> None:
-    scratch = MODELS["scratch"]
-    same = {field: scratch[field] for field in ("top1", "entropy", "detectors")}
-    assert set(_verdicts_for(_with(kd=same, ls=same), tmp_path).values()) == {"does not hold"}
-
-
-def test_results_table_has_this_runs_numbers(generated: tuple[Path, str]) -> None:
     md = generated[1]
-    kd = _row(md, "kd")
-    for value in ("65.25%", "52 / 128", "| 29 |", "1.2044", "0.874", "resnet18, width 16", "paper's f_KD"):
-        assert value in kd
-    teacher = _row(md, "teacher")
-    assert "81.25%" in teacher and "74 / 256" in teacher and "reference" in teacher
-    assert "40 / 128" in _row(md, "scratch") and "44 / 128" in _row(md, "ls")
-    # Our measured values, not the paper's, in the predictions table.
-    assert re.search(r"^\| P2 \|.*\| 52 vs 40 \(\+12\) \|", md, flags=re.M)
-    assert re.search(r"^\| P7 \|.*\| 1\.2044, 1\.1017, 0\.9083 \|", md, flags=re.M)
+    assert _verdicts(md) == EXPECTED
+    assert "Of 9 predictions in this run (n = 3 seeds per student): 5 hold, 3 contradicted, 1 inconclusive." in md
+    assert "Verdicts come from paired 95% t-intervals over seeds" in md
+
+
+def test_prediction_rows_show_mean_difference_interval_and_n(generated: tuple[Path, str]) -> None:
+    md = generated[1]
+    # P2: differences 12, 13, 12: mean 12.33, sd 0.577, half-width t(0.975, 2) * 0.577 / sqrt(3) = 1.434.
+    assert re.search(r"^\| P2 \|.*\| 312 vs 275 \[FIG1\] \| KD \u2212 Scratch: \+12\.3 detectors "
+                     r"\[\+10\.9, \+13\.8\] \| 3 \| \*\*holds\*\* \|$", md, flags=re.M)
+    # P3: differences +1, -2, +1 pp: mean 0, sd 1.732, half-width 4.303: the interval straddles 0.
+    assert re.search(r"^\| P3 \|.*\| LS \u2212 Scratch: \+0\.00 pp \[\u22124\.30, \+4\.30\] \| 3 \| "
+                     r"\*\*inconclusive\*\* \|$", md, flags=re.M)
+    # P5: two pairs, the second contradicted.
+    assert re.search(r"^\| P5 \|.*KD \u2212 Scratch: \+12\.3 detectors .*; Scratch \u2212 LS: \u22124\.0 detectors",
+                     md, flags=re.M)
+    details = _section(md, "Paper predictions").split("### Every paired comparison")[1]
+    assert re.search(r"^\| P5 \| Scratch \u2212 LS \| #detectors \| \u22124\.0 detectors \| "
+                     r"\[\u22126\.5, \u22121\.5\] \| 3 \| contradicted \|$", details, flags=re.M)
+
+
+def test_per_seed_table_has_every_seeds_numbers(generated: tuple[Path, str]) -> None:
+    rows = _rows(generated[1], "Results per model and seed", "kd")
+    assert [row.split(" | ")[1] for row in rows] == ["0", "1", "2"]
+    # seed 1: top-1, detectors, then object part scene material texture color, unique concepts, entropy.
+    assert "| `kd` | 1 | 63.60% | 54 / 128 | 20 | 9 | 4 | 13 | 5 | 3 | 21 | 1.2300 | 0.874 |" in rows[1]
+    (teacher,) = _rows(generated[1], "Results per model and seed", "teacher")
+    assert f"| `teacher` | {TEACHER_SEED} | 81.25% | 74 / 256 |" in teacher and "reference" in teacher
+
+
+def test_per_model_table_has_mean_sd_and_n(generated: tuple[Path, str]) -> None:
+    (kd,) = _rows(generated[1], "Results per model (mean", "kd")
+    # top-1 65.5, 63.6, 67.4 %: mean 65.50, sd 1.90; detectors 52, 54, 51: mean 52.33, sd 1.53.
+    for value in ("| 3 |", "65.50 \u00b1 1.90", "52.3 \u00b1 1.5", "1.2067 \u00b1 0.0208", "paper's f_KD",
+                  "resnet18, width 16"):
+        assert value in kd, value
+    (teacher,) = _rows(generated[1], "Results per model (mean", "teacher")
+    assert "| 1 | 81.25 | 74.0 |" in teacher and "\u00b1" not in teacher.split("| 1 |")[1].split("|")[1]
 
 
 def test_paper_values_are_labelled_as_the_papers(generated: tuple[Path, str]) -> None:
     md = generated[1]
     assert "paper (ImageNet, ResNet-18)" in md
-    assert re.search(r"^\| P2 \|.*\| 312 vs 275 \[FIG1\] \|", md, flags=re.M)
-    assert "312" not in _row(md, "kd") and "70.80" not in _row(md, "kd")
+    for title in ("Results per model (mean", "Results per model and seed"):
+        for line in _section(md, title).splitlines():
+            assert "312" not in line and "70.80" not in line and "69.94" not in line, line
 
 
-def test_header_states_what_was_run(generated: tuple[Path, str]) -> None:
-    header = generated[1].split("## Results")[0]
-    for text in ("concept world", "resnet34, width 32", "resnet18, width 16", f"**Seed:** {SEED}",
-                 "IoU threshold 0.05", "one seed", "not tested for significance", "T = 4", "\u03b5 = 0.1",
-                 "tables passed Great Expectations validation (12 tables"):
+def test_header_states_what_was_run_and_the_seeds(generated: tuple[Path, str]) -> None:
+    md = generated[1]
+    header = md.split("## Results")[0]
+    for text in ("concept world", "resnet34, width 32", "resnet18, width 16", "seeds 0, 1, 2 (n = 3 per student)",
+                 f"`teacher` resnet34, width 32, seed {TEACHER_SEED}", "IoU threshold 0.05", "T = 4",
+                 "\u03b5 = 0.1", "tables passed Great Expectations validation (30 tables"):
         assert text in header, text
-    caveats = generated[1].split("## Caveats")[1]
-    assert "128 units" in caveats and "not ResNet-18's 512" in caveats and "single seed" in caveats
+    caveats = _section(md, "Caveats")
+    assert "128 units" in caveats and "not ResNet-18's 512" in caveats
+    assert "n = 3 seeds (0, 1, 2)" in caveats and "4.30 standard errors" in caveats
+    for stale in ("one run with one seed", "single seed", "not tested for significance", "does not hold"):
+        assert stale not in md, stale
+
+
+def test_one_seed_gives_no_interval_and_only_inconclusive_verdicts(tmp_path: Path) -> None:
+    params = _params(seeds=(1,))
+    md = reproduction_markdown(params, load_run(params, _write_outputs(tmp_path, params)))
+    assert set(_verdicts(md).values()) == {"inconclusive"}
+    assert re.search(r"^\| P2 \|.*KD \u2212 Scratch: \+13\.0 detectors \(n = 1, no interval\) \| 1 \|", md, re.M)
+    assert "With one seed there is no interval" in md
+
+
+def _verdicts_for(models: dict, tmp_path: Path) -> dict[str, str]:
+    params = _params()
+    return {p.pid: p.verdict for p in evaluate_predictions(load_run(params, _write_outputs(tmp_path, params, models)))}
+
+
+def test_verdicts_are_computed_not_fixed(tmp_path: Path) -> None:
+    # Swap the roles' numbers: KD gets scratch's and scratch gets KD's, so every KD comparison flips;
+    # LS's accuracy clearly above scratch's (now KD's old numbers), its objects below.
+    models = _with(kd={**MODELS["scratch"]}, scratch={**MODELS["kd"]},
+                   ls={"top1": [0.70, 0.69, 0.72], "detectors": {"object": [10, 12, 9]}})
+    verdicts = _verdicts_for(models, tmp_path)
+    assert {k: verdicts[k] for k in ("P1", "P2", "P3", "P6a", "P6b")} == {
+        "P1": "contradicted", "P2": "contradicted", "P3": "holds", "P6a": "contradicted", "P6b": "holds"}
+
+
+def test_orderings_need_both_pairs(tmp_path: Path) -> None:
+    # Detectors: LS now clearly below scratch, so KD > scratch > LS holds pair by pair.
+    # Entropy: scratch - LS = +.02, -.03, +.01: that pair is inconclusive, so P7 is too.
+    models = _with(ls={"detectors": {"material": [2, 3, 1], "scene": [5, 5, 5], "object": [10, 11, 9]},
+                       "entropy": [1.08, 1.15, 1.07]})
+    verdicts = _verdicts_for(models, tmp_path)
+    assert verdicts["P5"] == "holds" and verdicts["P4"] == "holds"
+    assert verdicts["P7"] == "inconclusive"
+
+
+def test_a_tie_is_inconclusive(tmp_path: Path) -> None:
+    scratch = MODELS["scratch"]
+    same = {field: scratch[field] for field in ("top1", "entropy", "detectors")}
+    assert set(_verdicts_for(_with(kd=same, ls=same), tmp_path).values()) == {"inconclusive"}
 
 
 def test_failed_validation_is_reported(tmp_path: Path) -> None:
-    outputs = _write_outputs(tmp_path)
-    _dump(outputs / "validation" / "dissection.json", {"success": False, "tables": []})
-    markdown = reproduction_markdown(_params(), load_run(_params(), outputs))
+    layout = _write_outputs(tmp_path)
+    _dump(layout.dissection_validation, {"success": False, "tables": []})
+    markdown = reproduction_markdown(_params(), load_run(_params(), layout))
     assert "tables **did not pass** Great Expectations" in markdown
 
 
 def test_missing_kd_summary_names_the_file_and_stage(tmp_path: Path) -> None:
-    outputs = _write_outputs(tmp_path / "outputs")
-    (outputs / "dissection" / "kd" / "summary.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"dissection/kd/summary\.json.*dvc repro -s dissect_distilled@kd"):
-        make_figures(_params(), outputs, tmp_path / "paper_figures")
+    params = _params()
+    layout = _write_outputs(tmp_path / "outputs")
+    kd1 = study.find(params, "kd", 1)
+    layout.dissection(kd1, study.Layout.SUMMARY).unlink()
+    with pytest.raises(FileNotFoundError, match=r"dissection/kd-1/summary\.json.*dvc repro -s dissect_distilled@kd-1"):
+        make_figures(params, layout, tmp_path / "paper_figures")
     assert not (tmp_path / "paper_figures" / REPRODUCTION_FILE).exists()
 
 
 def test_missing_metrics_names_the_evaluate_stage(tmp_path: Path) -> None:
-    outputs = _write_outputs(tmp_path)
-    (outputs / "metrics" / "scratch.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"metrics/scratch\.json.*evaluate_student@scratch"):
-        load_run(_params(), outputs)
+    layout = _write_outputs(tmp_path)
+    layout.metrics(study.find(_params(), "scratch", 2)).unlink()
+    with pytest.raises(FileNotFoundError, match=r"metrics/scratch-2\.json.*evaluate_student@scratch-2"):
+        load_run(_params(), layout)
 
 
 def test_missing_role_is_an_error(tmp_path: Path) -> None:
@@ -218,52 +319,60 @@ def test_missing_role_is_an_error(tmp_path: Path) -> None:
 
 
 def test_stale_dissection_threshold_is_an_error(tmp_path: Path) -> None:
-    outputs = _write_outputs(tmp_path)
-    path = outputs / "dissection" / "ls" / "summary.json"
+    layout = _write_outputs(tmp_path)
+    path = layout.dissection(study.find(_params(), "ls", 0), study.Layout.SUMMARY)
     _dump(path, {**json.loads(path.read_text()), "iou_threshold": 0.04})
-    with pytest.raises(FiguresInputError, match=r"ls/summary\.json: iou_threshold 0\.04.*dissect_student@ls"):
-        load_run(_params(), outputs)
+    with pytest.raises(FiguresInputError, match=r"ls-0/summary\.json: iou_threshold 0\.04.*dissect_student@ls-0"):
+        load_run(_params(), layout)
+
+
+def test_metrics_of_another_seed_are_stale(tmp_path: Path) -> None:
+    layout = _write_outputs(tmp_path)
+    path = layout.metrics(study.find(_params(), "kd", 2))
+    _dump(path, {**json.loads(path.read_text()), "seed": 0})
+    with pytest.raises(FiguresInputError,
+                       match=r"kd-2\.json: seed 0 differs from kd-2's seed 2.*evaluate_distilled@kd-2"):
+        load_run(_params(), layout)
 
 
 def _all_students_params() -> Params:
     """Params with an LS-trained teacher, two temperatures from it, AT with and without logit KD, self-KD."""
-    raw = {
-        "seed": SEED, "world": {},
-        "data": {"train_dir": "data/w/train", "val_dir": "data/w/val", "world_file": "data/w/world.json",
-                 "image_size": 32, "augment": "crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-        "teachers": {name: {"model": {"arch": "resnet34", "width": 32, "small_input": True},
-                            "optim": {"epochs": 3, "batch_size": 32, "lr": 0.05}, "label_smoothing": ls}
-                     for name, ls in (("teacher", 0.0), ("teacher_ls", 0.1))},
-        "student_recipe": {"model": {"arch": "resnet18", "width": 16, "small_input": True},
-                           "optim": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
-        "students": {"scratch": {"label_smoothing": 0.0}, "ls": {"label_smoothing": 0.1}},
-        "distilled": {"kd": {"teacher": "teacher"},
-                      "kd_ls_t1": {"teacher": "teacher_ls", "temperature": 1.0, "alpha": 0.9},
-                      "kd_ls_t4": {"teacher": "teacher_ls", "temperature": 4.0, "alpha": 0.9},
-                      "at": {"teacher": "teacher", "method": "at", "alpha": 0.0},
-                      "at_kd": {"teacher": "teacher", "method": "at", "alpha": 0.5},
-                      "self_kd": {"teacher": "scratch"}},
-        "dissection": {"broden_dir": "data/w/probe", "iou_threshold": IOU_THRESHOLD},
-        "paper_models": {"teacher": "teacher", "scratch": "scratch", "ls": "ls", "kd": "kd"},
-    }
+    raw = _raw()
+    raw["teachers"] = {name: {**raw["teachers"]["teacher"], "label_smoothing": ls}
+                       for name, ls in (("teacher", 0.0), ("teacher_ls", 0.1))}
+    raw["distilled"] = {"kd": {"teacher": "teacher"},
+                        "kd_ls_t1": {"teacher": "teacher_ls", "temperature": 1.0, "alpha": 0.9},
+                        "kd_ls_t4": {"teacher": "teacher_ls", "temperature": 4.0, "alpha": 0.9},
+                        "at": {"teacher": "teacher", "method": "at", "alpha": 0.0},
+                        "at_kd": {"teacher": "teacher", "method": "at", "alpha": 0.5}}
+    raw["self_distilled"] = {"self_kd": {"teacher": "scratch"}}
     return from_mapping(Params, raw, "")
 
 
 def test_p8_to_p11_are_checked_when_their_models_exist(tmp_path: Path) -> None:
-    """kd_ls: detectors rise with T (P8a holds) but accuracy rises too (P8b fails); T=1 has fewer
-    detectors than kd (P9 holds); AT gains detectors with logit KD (P10 holds); self_kd and kd beat
-    scratch but at/at_kd do not in accuracy (P11 fails)."""
-    def model(top1: float, objects: int, role: str = "distilled") -> dict:
-        return {"role": role, "top1": top1, "unique": 5, "units": 128, "entropy": 1.0, "agreement": 0.5,
-                "detectors": {"object": objects, "part": 0, "scene": 0, "material": 0, "texture": 0, "color": 0}}
+    """kd_ls: detectors rise with T by 4 at every seed (P8a holds) but accuracy rises too, by 1 pp
+    (P8b contradicted); T=1 has far fewer detectors than kd (P9 holds); AT gains detectors with
+    logit KD (P10 holds); AT is far below scratch in accuracy (P11 contradicted)."""
+    def model(top1: list[float], objects: list[int]) -> dict:
+        return {"top1": top1, "units": 128, "entropy": [1.0, 1.0, 1.0], "agreement": 0.5,
+                "detectors": _det(object=objects, part=0, scene=0, material=0, texture=0, color=0)}
 
     models = {**MODELS, "teacher_ls": {**MODELS["teacher"]},
-              "kd_ls_t1": model(0.60, 10), "kd_ls_t4": model(0.61, 14),
-              "at": model(0.55, 20), "at_kd": model(0.58, 30), "self_kd": model(0.70, 50)}
+              "kd_ls_t1": model([0.60, 0.61, 0.59], [10, 11, 10]), "kd_ls_t4": model([0.61, 0.62, 0.60], [14, 15, 14]),
+              "at": model([0.55, 0.56, 0.54], [20, 21, 20]), "at_kd": model([0.58, 0.57, 0.59], [30, 29, 31]),
+              "self_kd": model([0.70, 0.71, 0.69], [50, 50, 52])}
     params = _all_students_params()
-    markdown = reproduction_markdown(params, load_run(params, _write_outputs(tmp_path, models)))
-    rows = dict(re.findall(r"^\| (P\d+[a-c]?(?:-\w+)?) \|.*\| \*\*(holds|does not hold)\*\* \|$", markdown, re.M))
+    markdown = reproduction_markdown(params, load_run(params, _write_outputs(tmp_path, params, models)))
+    rows = _verdicts(markdown)
     assert {k: rows[k] for k in ("P8a", "P8b", "P9", "P10-at", "P11")} == {
-        "P8a": "holds", "P8b": "does not hold", "P9": "holds", "P10-at": "holds", "P11": "does not hold"}
-    assert "T=1: 60.00%, 10; T=4: 61.00%, 14" in markdown
-    assert "AT + logit KD" in markdown and "AT without logit KD" in markdown
+        "P8a": "holds", "P8b": "contradicted", "P9": "holds", "P10-at": "holds", "P11": "contradicted"}
+    assert re.search(r"^\| P8a \|.*\| T=4 \u2212 T=1: \+4\.0 detectors \[\+4\.0, \+4\.0\] \| 3 \|", markdown, re.M)
+    # P11: kd, at, at_kd and self_kd against scratch, top-1 and #det each. Hold: kd and self_kd (both);
+    # contradicted: at's #det, at_kd's top-1 and #det; inconclusive: at's top-1.
+    assert re.search(r"^\| P11 \|.*\| 8 comparisons: 4 hold, 3 contradicted, 1 inconclusive \(listed below\) \| 3 \|",
+                     markdown, re.M)
+    details = markdown.split("### Every paired comparison")[1]
+    # at - scratch in top-1: -7, -4, -10 pp.
+    assert re.search(r"^\| P11 \| at \u2212 Scratch \| top-1 \| \u22127\.00 pp \| \[\u221214\.45, \+0\.45\] \| 3 \| "
+                     r"inconclusive \|$", details, re.M)
+    assert "AT + logit KD" in markdown and "AT without logit KD" in markdown and "self-distilled" in markdown

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kdinterp import study
 from kdinterp.params import ParamsError, load_params
+from kdinterp.profiles import apply_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,9 +22,15 @@ def _write(tmp_path: Path, edit) -> Path:
     return path
 
 
+def _load(path: Path):
+    params = load_params(path)
+    study.check(params)
+    return params
+
+
 def test_repository_params_load() -> None:
-    params = load_params(ROOT / "params.yaml")
-    assert params.model_names[0] in params.teachers
+    params = _load(ROOT / "params.yaml")
+    assert len(params.seeds) >= 3 and len(set(params.seeds)) == len(params.seeds)
     assert set(params.paper_models) == {"teacher", "scratch", "ls", "kd"}
     assert params.distilled["kd"].teacher in params.teachers
 
@@ -38,13 +46,15 @@ def test_typo_names_the_key_and_suggests_the_fix(tmp_path: Path) -> None:
     (lambda p: p["students"]["ls"].update(label_smoothing="0.1"), r"students\.ls\.label_smoothing: expected a number"),
     (lambda p: p["distilled"]["kd"].update(teacher="nobody"), r"'nobody' is not one of teachers"),
     (lambda p: p["dissection"].update(categories=["object", "weather"]), r"unknown \['weather'\]"),
-    (lambda p: p["teachers"].update(scratch=p["teachers"]["teacher"]), r"'scratch' is used in both"),
+    (lambda p: p["teachers"].update(scratch=p["teachers"]["teacher"]), r"students\.scratch: the name is also used in teachers"),
+    (lambda p: p.update(seeds=[]), r"seeds: give at least one seed"),
+    (lambda p: p.update(seed=0), r"seed: unknown key \(did you mean 'seeds'\?\)"),
     (lambda p: p["teachers"]["teacher"]["model"].update(arch="vgg16"), r"'vgg16' is not one of"),
     (lambda p: p.pop("dissection"), r"dissection: required key is missing"),
 ])
 def test_bad_values_are_refused(tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(ParamsError, match=message):
-        load_params(_write(tmp_path, edit))
+        _load(_write(tmp_path, edit))
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
@@ -52,24 +62,39 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         load_params(tmp_path / "nope.yaml")
 
 
-def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}.{key}" if prefix else key).items()}
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
+def test_profiles_change_only_what_they_list(tmp_path: Path, profile: str) -> None:
+    """A profile is an overlay: applying it keeps every other key and every comment of params.yaml."""
+    target = tmp_path / "params.yaml"
+    target.write_text((ROOT / "params.yaml").read_text())
+    changed = apply_profile(ROOT / "profiles" / f"{profile}.yaml", target)
+    overlay = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
+    assert changed and all(key.split(".")[0] in overlay for key in changed)
+    before, after = yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(target.read_text())
+    assert {k: v for k, v in after.items() if k not in overlay} == {k: v for k, v in before.items() if k not in overlay}
+    kept = [line for line in (ROOT / "params.yaml").read_text().splitlines() if line.lstrip().startswith("#")]
+    assert all(line in target.read_text() for line in kept)
+    _load(target)
 
 
-def test_all_students_profile_is_params_yaml_plus_models() -> None:
-    """The profile may only add models (teachers, distilled students); everything else matches params.yaml."""
-    default = yaml.safe_load((ROOT / "params.yaml").read_text())
-    profile = yaml.safe_load((ROOT / "profiles" / "all_students.yaml").read_text())
-    flat_default, flat_profile = _flatten(default), _flatten(profile)
-    assert {k: flat_profile.get(k) for k in flat_default} == flat_default
-    added = {k.split(".")[:2][0] for k in set(flat_profile) - set(flat_default)}
-    assert added <= {"teachers", "distilled"}
-    params = load_params(ROOT / "profiles" / "all_students.yaml")
+def test_all_students_profile_has_every_method_with_and_without_logit_kd(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((ROOT / "params.yaml").read_text())
+    apply_profile(ROOT / "profiles" / "all_students.yaml", target)
+    params = _load(target)
     methods = {spec.method for spec in params.distilled.values()}
-    assert methods == {"kd", "at", "ft", "crd", "sskd"}
-    assert any(spec.teacher in params.students for spec in params.distilled.values())  # self-distillation
+    assert methods == set(study.METHODS) - {"ce"}
+    assert {spec.teacher for spec in params.self_distilled.values()} <= set(params.students)
     for method in methods - {"kd"}:
         alphas = {spec.alpha > 0 for spec in params.distilled.values() if spec.method == method}
         assert alphas == {False, True}, method  # with and without logit KD
+
+
+def test_a_bad_profile_leaves_params_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((ROOT / "params.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distilled:\n  kd:\n    alpha: 2.0\n")
+    with pytest.raises(ParamsError, match=r"bad\.yaml: the merged parameters are invalid: .*alpha must be in"):
+        apply_profile(bad, target)
+    assert target.read_text() == (ROOT / "params.yaml").read_text()

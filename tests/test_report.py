@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,11 +16,12 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
+from kdinterp import study
 from kdinterp.cli import app
 from kdinterp.io import write_json
 from kdinterp.params import Params, load_params
 from kdinterp.report import DIM, GAP, ReportInputError, write_report
-from tests.conftest import write_broden
+from conftest import write_broden  # tests/ is on sys.path (pytest rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE = 16
@@ -41,6 +43,16 @@ UNITS = {
     "scratch": [("sky", "material", 0.02), ("a<b&c", "object", 0.30), ("", "", 0.0), ("red-c", "color", 0.10)],
     "ls": [("sky", "material", 0.04), ("a<b&c", "object", 0.01), ("red-c", "color", 0.03), ("", "", 0.0)],
 }
+#: The seeds of the fixture; at seed 1, `scratch`'s unit 3 falls below the IoU threshold (0.04 < 0.05).
+SEEDS = (0, 1)
+KEYS = ("scratch-0", "scratch-1", "ls-0", "ls-1")
+
+
+def _units(name: str, seed: int) -> list[tuple[str, str, float]]:
+    units = list(UNITS[name])
+    if (name, seed) == ("scratch", 1):
+        units[3] = ("red-c", "color", 0.04)
+    return units
 
 
 def _probe(root: Path) -> Path:
@@ -54,7 +66,7 @@ def _probe(root: Path) -> Path:
     return write_broden(root, labels, rows, image_size=8, seg_size=8)
 
 
-def _write_dissection(directory: Path, model: str, units: list[tuple[str, str, float]], maps: np.ndarray,
+def _write_dissection(directory: Path, model: study.Model, units: list[tuple[str, str, float]], maps: np.ndarray,
                       image_index: np.ndarray) -> None:
     """units.csv, summary.json, thresholds.npy and top_images.npz as the dissect stage writes them."""
     iou_threshold = 0.05
@@ -70,46 +82,50 @@ def _write_dissection(directory: Path, model: str, units: list[tuple[str, str, f
         table[f"{c}_concept"] = np.where(table["category"] == c, table["concept"], "")
         table[f"{c}_iou"] = np.where(table["category"] == c, table["iou"], 0.0)
     directory.mkdir(parents=True)
-    table.to_csv(directory / "units.csv", index=False)
+    table.to_csv(directory / study.Layout.UNITS, index=False)
     detectors = table[table["detector"]]
-    write_json(directory / "summary.json", {
-        "model": model, "layer": "layer4", "num_units": len(units), "num_images": 6, "quantile": 0.005,
+    write_json(directory / study.Layout.SUMMARY, {
+        "model": model.name, "seed": model.seed, "layer": "layer4", "num_units": len(units), "num_images": 6,
+        "quantile": 0.005,
         "iou_threshold": iou_threshold, "num_detectors": len(detectors),
         "num_unique_concepts": detectors["concept"].nunique(),
         "detectors": {c: int((detectors["category"] == c).sum()) for c in CATEGORIES},
         "unique_concepts": {c: int(detectors.loc[detectors["category"] == c, "concept"].nunique())
                             for c in CATEGORIES},
     })
-    np.save(directory / "thresholds.npy", np.full(len(units), THRESHOLD, dtype=np.float32))
-    np.savez(directory / "top_images.npz", image_index=image_index.astype(np.int64),
+    np.save(directory / study.Layout.THRESHOLDS, np.full(len(units), THRESHOLD, dtype=np.float32))
+    np.savez(directory / study.Layout.TOP_IMAGES, image_index=image_index.astype(np.int64),
              max_activation=maps.reshape(*maps.shape[:2], -1).max(-1), maps=maps)
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> tuple[Params, Path, Path]:
-    """(params with the models scratch and ls, dissections directory, report directory)."""
+def run(tmp_path: Path) -> tuple[Params, study.Layout, Path]:
+    """(params with the students scratch and ls at seeds 0 and 1, their outputs layout, report directory)."""
     probe = _probe(tmp_path / "probe")
     base = load_params(ROOT / "params.yaml")
     params = dataclasses.replace(
-        base, teachers={}, distilled={}, students={"scratch": base.students["scratch"], "ls": base.students["ls"]},
+        base, seeds=SEEDS, teachers={}, distilled={}, self_distilled={},
+        students={"scratch": base.students["scratch"], "ls": base.students["ls"]},
         paper_models={"scratch": "scratch", "ls": "ls"},
         dissection=dataclasses.replace(base.dissection, broden_dir=str(probe), categories=CATEGORIES))
+    layout = study.Layout(tmp_path / "outputs")
     rng = np.random.default_rng(0)
-    for model, units in UNITS.items():
+    for model in study.models(params):
+        units = _units(model.name, model.seed)
         maps = rng.uniform(0, 1, (len(units), 2, 2, 2)).astype(np.float32)
         index = rng.integers(0, 6, (len(units), 2))
-        if model == "scratch":
+        if model.name == "scratch":
             maps[1, 0] = [[1, 0.4], [0, 0]]
             maps[1, 1] = [[0, 1], [0, 0]]
             index[1] = [0, 5]
-        _write_dissection(tmp_path / "dissection" / model, model, units, maps, index)
-    return params, tmp_path / "dissection", tmp_path / "report"
+        _write_dissection(layout.dissection(model), model, units, maps, index)
+    return params, layout, tmp_path / "report"
 
 
 @pytest.fixture
 def report(run) -> Path:
-    params, dissections, out = run
-    write_report(params, dissections, out, tile=TILE)
+    params, layout, out = run
+    write_report(params, layout, out, tile=TILE)
     return out
 
 
@@ -133,12 +149,13 @@ def _parse(page: Path) -> _Links:
 
 
 def test_pages_link_each_other_with_relative_paths_that_resolve(report: Path) -> None:
-    index, scratch, ls = (report / f"{page}.html" for page in ("index", "scratch", "ls"))
-    index_links = _parse(index).links
-    assert {"scratch.html", "ls.html"} <= set(index_links)
-    for page in (scratch, ls):
-        assert {"index.html", "scratch.html" if page == ls else "ls.html"} <= set(_parse(page).links)
-    for page in (index, scratch, ls):
+    index = report / "index.html"
+    pages = [report / f"{key}.html" for key in KEYS]
+    assert {f"{key}.html" for key in KEYS} <= set(_parse(index).links)
+    for page in pages:
+        others = {f"{key}.html" for key in KEYS} - {page.name}
+        assert {"index.html", *others} <= set(_parse(page).links), page.name
+    for page in (index, *pages):
         for link in _parse(page).links:
             assert not re.match(r"^([a-z]+:|/)", link), (page.name, link)
             target, _, anchor = link.partition("#")
@@ -155,31 +172,55 @@ def test_pages_need_no_network(report: Path) -> None:
 
 
 def test_units_are_listed_by_iou_descending(report: Path) -> None:
-    assert _parse(report / "scratch.html").ids == ["unit-1", "unit-3", "unit-0", "unit-2"]
-    ious = [float(v) for v in re.findall(r"IoU (\d\.\d{3})</span>", (report / "scratch.html").read_text())]
+    assert _parse(report / "scratch-0.html").ids == ["unit-1", "unit-3", "unit-0", "unit-2"]
+    ious = [float(v) for v in re.findall(r"IoU (\d\.\d{3})</span>", (report / "scratch-0.html").read_text())]
     assert ious == [0.3, 0.1, 0.02, 0.0]
+    ious = [float(v) for v in re.findall(r"IoU (\d\.\d{3})</span>", (report / "scratch-1.html").read_text())]
+    assert ious == [0.3, 0.04, 0.02, 0.0]
 
 
 def test_concept_names_are_escaped(report: Path) -> None:
-    for page in ("index", "scratch", "ls"):
+    for page in ("index", *KEYS):
         text = (report / f"{page}.html").read_text(encoding="utf-8")
         assert "a&lt;b&amp;c" in text, page
         assert "a<b&c" not in text, page
-    scratch = (report / "scratch.html").read_text(encoding="utf-8")
+    scratch = (report / "scratch-0.html").read_text(encoding="utf-8")
     assert re.search(r'id="unit-1"><h3>a&lt;b&amp;c</h3><p class="meta">unit 1 &middot; object', scratch)
 
 
 def test_summary_counts_and_a_model_without_detectors(report: Path) -> None:
-    assert "2/4 units are detectors, covering 2 concepts" in (report / "scratch.html").read_text()
-    ls = (report / "ls.html").read_text()
+    assert "2/4 units are detectors, covering 2 concepts" in (report / "scratch-0.html").read_text()
+    assert "1/4 units are detectors, covering 1 concepts" in (report / "scratch-1.html").read_text()
+    ls = (report / "ls-1.html").read_text()
     assert "0/4 units are detectors, covering 0 concepts" in ls
     assert ls.count('class="unit low"') == 4 and "<svg" in ls
+    assert "<h1>ls <small>seed 1</small>" in ls
+
+
+def test_index_lists_every_model_and_seed_grouped_by_model(report: Path) -> None:
     index = (report / "index.html").read_text()
-    assert re.search(r'scratch</a></td><td class="text">Scratch</td><td>2 / 4</td><td>2</td><td>1 \(1\)</td>', index)
+    assert "Network Dissection: 2 models, 4 dissections" in index
+    rows = re.findall(r'<a href="([\w-]+)\.html">(\w+)</a></td><td>(\d)</td><td class="text">(\w*)</td>'
+                      r"<td>(\d) / 4</td><td>(\d)</td><td>(\d) \(\d\)</td>", index)
+    # key, name, seed, role, detectors, unique concepts, object detectors
+    assert rows == [("scratch-0", "scratch", "0", "Scratch", "2", "2", "1"),
+                    ("scratch-1", "scratch", "1", "Scratch", "1", "1", "1"),
+                    ("ls-0", "ls", "0", "LS", "0", "0", "0"), ("ls-1", "ls", "1", "LS", "0", "0", "0")]
+    # The chart shows each model's mean over its seeds: scratch has 1 and 0 color detectors, mean 0.5.
+    assert "<title>scratch (mean of 2 seeds), color: 0.5</title>" in index
+    assert "<title>scratch (mean of 2 seeds), object: 1</title>" in index
+    # Detectors per concept, seed by seed: red-c is a detector of scratch at seed 0 only.
+    assert re.search(r"<tr><td>red-c</td><td class=\"text\">color</td><td>1 &middot; 0</td><td></td></tr>", index)
 
 
-def _strip(report: Path, unit: int) -> np.ndarray:
-    return np.asarray(Image.open(report / "images" / "scratch" / f"unit_{unit:04d}.png"))
+def test_model_pages_link_the_other_seeds(report: Path) -> None:
+    nav = (report / "scratch-1.html").read_text().split("</nav>")[0]
+    assert ('scratch: <a href="scratch-0.html">0</a> <span class="current">1</span> &middot; '
+            'ls: <a href="ls-0.html">0</a> <a href="ls-1.html">1</a>') in nav
+
+
+def _strip(report: Path, unit: int, key: str = "scratch-0") -> np.ndarray:
+    return np.asarray(Image.open(report / "images" / key / f"unit_{unit:04d}.png"))
 
 
 def test_strip_highlights_the_thresholded_upsampled_map(report: Path) -> None:
@@ -191,13 +232,14 @@ def test_strip_highlights_the_thresholded_upsampled_map(report: Path) -> None:
     wide = (up[0, 0] > THRESHOLD).numpy()
     assert wide[0, -1] and not wide[0, 0] and not wide[-1, -1]  # top right: not transposed (P-K4)
     np.testing.assert_array_equal(strip[:, 8 + GAP:, 0], np.where(wide, DARK, round(DARK * DIM)))
-    page = (report / "scratch.html").read_text()
-    assert '<img src="images/scratch/unit_0001.png" width="52" height="16"' in page
+    page = (report / "scratch-0.html").read_text()
+    assert '<img src="images/scratch-0/unit_0001.png" width="52" height="16"' in page
+    np.testing.assert_array_equal(_strip(report, 1, "scratch-1"), strip)  # same maps at seed 1 for unit 1
 
 
 def test_images_taller_than_the_tile_are_stored_at_its_height(run) -> None:
-    params, dissections, out = run
-    write_report(params, dissections, out, tile=4)
+    params, layout, out = run
+    write_report(params, layout, out, tile=4)
     strip = _strip(out, 1)
     assert strip.shape == (4, 4 + GAP + 8, 3)
     inside = HAND_MASK[1::2, 1::2]  # nearest neighbour from 8 to 4 px takes the odd pixels
@@ -205,33 +247,41 @@ def test_images_taller_than_the_tile_are_stored_at_its_height(run) -> None:
 
 
 def test_same_inputs_give_the_same_bytes(run, report: Path) -> None:
-    params, dissections, _ = run
+    params, layout, _ = run
     again = report.parent / "again"
-    write_report(params, dissections, again, tile=TILE)
+    write_report(params, layout, again, tile=TILE)
     files = sorted(p.relative_to(report) for p in report.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    assert len(files) == 3 + 8
+    assert len(files) == 1 + len(KEYS) + 4 * len(KEYS)  # index, a page per key, a strip per unit
     for name in files:
         assert (report / name).read_bytes() == (again / name).read_bytes(), name
 
 
 def test_missing_top_images_names_the_file_and_the_stage(run) -> None:
-    params, dissections, out = run
-    (dissections / "ls" / "top_images.npz").unlink()
-    with pytest.raises(FileNotFoundError, match=r"ls/top_images\.npz: .*stage dissect_student@ls"):
-        write_report(params, dissections, out)
+    params, layout, out = run
+    layout.dissection(study.find(params, "ls", 1), study.Layout.TOP_IMAGES).unlink()
+    with pytest.raises(FileNotFoundError, match=r"ls-1/top_images\.npz: .*stage dissect_student@ls-1"):
+        write_report(params, layout, out)
     assert not out.exists()
 
 
+def test_summary_of_another_seed_is_stale(run) -> None:
+    params, layout, out = run
+    path = layout.dissection(study.find(params, "scratch", 1), study.Layout.SUMMARY)
+    write_json(path, {**json.loads(path.read_text()), "seed": 0})
+    with pytest.raises(ReportInputError, match=r"scratch-1/summary\.json: seed 0 differs from scratch-1's seed 1"):
+        write_report(params, layout, out)
+
+
 def test_top_images_from_another_probe_set_is_an_error(run) -> None:
-    params, dissections, out = run
-    path = dissections / "scratch" / "top_images.npz"
+    params, layout, out = run
+    path = layout.dissection(study.find(params, "scratch", 0), study.Layout.TOP_IMAGES)
     with np.load(path) as npz:
         arrays = dict(npz)
     arrays["image_index"][0, 0] = 6
     np.savez(path, **arrays)
-    with pytest.raises(ReportInputError, match=r"scratch/top_images\.npz: image_index outside .* 6 images"):
-        write_report(params, dissections, out)
+    with pytest.raises(ReportInputError, match=r"scratch-0/top_images\.npz: image_index outside .* 6 images"):
+        write_report(params, layout, out)
 
 
 runner = CliRunner()
@@ -242,18 +292,18 @@ def test_cli_forwards_its_options(monkeypatch) -> None:
 
     calls = []
     monkeypatch.setattr(kdinterp.report, "write_report", lambda *args: calls.append(args))
-    result = runner.invoke(app, ["report", "--dissections", "d", "--out", "r", "--params", str(ROOT / "params.yaml")])
+    result = runner.invoke(app, ["report", "--outputs", "o", "--out", "r", "--params", str(ROOT / "params.yaml")])
     assert result.exit_code == 0, result.output
-    (params, dissections, out), = calls
-    assert (dissections, out, params.paper_models["kd"]) == (Path("d"), Path("r"), "kd")
+    (params, layout, out), = calls
+    assert (layout, out, params.paper_models["kd"]) == (study.Layout(Path("o")), Path("r"), "kd")
 
 
-def test_cli_missing_input_exits_1_with_the_file(run, monkeypatch, tmp_path: Path) -> None:
+def test_cli_missing_input_exits_1_with_the_file(run, monkeypatch) -> None:
     import kdinterp.cli
 
-    params, dissections, out = run
-    (dissections / "scratch" / "top_images.npz").unlink()
+    params, layout, out = run
+    layout.dissection(study.find(params, "scratch", 0), study.Layout.TOP_IMAGES).unlink()
     monkeypatch.setattr(kdinterp.cli, "_params", lambda path: params)
-    result = runner.invoke(app, ["report", "--dissections", str(dissections), "--out", str(out)])
+    result = runner.invoke(app, ["report", "--outputs", str(layout.root), "--out", str(out)])
     assert result.exit_code == 1, result.output
-    assert "scratch/top_images.npz: missing input of stage report" in result.output
+    assert "scratch-0/top_images.npz: missing input of stage report" in result.output

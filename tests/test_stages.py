@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shutil
+
 import pytest
+import torch
 import yaml
 
+from kdinterp import study
 from kdinterp.config import from_mapping
-from kdinterp.models import CheckpointError, build_model, save_model
+from kdinterp.models import CheckpointError, build_model, read_header, save_model
 from kdinterp.params import ModelParams, Params
 from kdinterp.stages import training
 
@@ -17,73 +21,104 @@ TINY = {"model": {"arch": "resnet10", "width": 4, "small_input": True},
         "optim": {"epochs": 1, "batch_size": 8, "lr": 0.05}}
 
 
-def tiny_params(folders: dict[str, Path], distilled: dict | None = None) -> Params:
+def tiny_params(folders: dict[str, Path], distilled: dict | None = None, seeds: list[int] | None = None) -> Params:
     """params.yaml with tiny models, one epoch, and the given data folders."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"].update(train_dir=str(folders["train"]), val_dir=str(folders["val"]), world_file=None, image_size=16)
     raw["teachers"] = {"teacher": {**TINY, "label_smoothing": 0.0}}
     raw["student_recipe"] = TINY
+    if seeds is not None:
+        raw["seeds"] = seeds
     if distilled is not None:
         raw["distilled"] = {**raw["distilled"], **distilled}
-    return from_mapping(Params, raw, "")
+    params = from_mapping(Params, raw, "")
+    study.check(params)
+    return params
 
 
-def _train_teacher(params: Params, tmp_path: Path) -> Path:
-    out = tmp_path / "teacher.safetensors"
-    training.train_teacher(params, "teacher", out, tmp_path / "ck_teacher", tmp_path / "teacher.csv")
-    return out
+def _train(params: Params, layout: study.Layout, name: str, seed: int | None = None) -> study.Model:
+    model = study.find(params, name, seed)
+    training.train(params, model, layout)
+    return model
 
 
 def test_teacher_then_kd_student(tiny_folders, tmp_path: Path) -> None:
-    params = tiny_params(tiny_folders)
-    teacher = _train_teacher(params, tmp_path)
-    training.distill_student(params, "kd", teacher, tmp_path / "kd.safetensors", tmp_path / "ck_kd", tmp_path / "kd.csv")
-    history = (tmp_path / "kd.csv").read_text().splitlines()
+    params, layout = tiny_params(tiny_folders), study.Layout(tmp_path)
+    _train(params, layout, "teacher")
+    kd = _train(params, layout, "kd", params.seeds[0])
+    history = layout.history(kd).read_text().splitlines()
     assert history[0].startswith("epoch,lr,loss_ce,loss_kd,loss,train_top1,val_top1") and len(history) == 2
+    info = read_header(layout.model_file(kd))["info"]
+    assert info["seed"] == params.seeds[0] and info["method"] == "kd" and "teacher_sha256" in info
+    assert {"torch", "threads"} <= set(info["environment"])
+
+
+def test_students_of_one_seed_start_alike_and_seeds_differ(tiny_folders, tmp_path: Path, monkeypatch) -> None:
+    """A seed fixes the initialisation: scratch and ls of seed s start from the same weights; seeds differ."""
+    params, layout = tiny_params(tiny_folders, seeds=[3, 4]), study.Layout(tmp_path)
+    starts = {}
+    real_fit = training.fit
+
+    def record(distiller, *args, **kwargs):
+        starts[kwargs["label"]] = {k: v.clone() for k, v in distiller.student.state_dict().items()}
+        return real_fit(distiller, *args, **kwargs)
+
+    monkeypatch.setattr(training, "fit", record)
+    for name, seed in (("scratch", 3), ("ls", 3), ("scratch", 4)):
+        _train(params, layout, name, seed)
+    same = all(torch.equal(starts["scratch-3"][k], starts["ls-3"][k]) for k in starts["scratch-3"])
+    different = any(not torch.equal(starts["scratch-3"][k], starts["scratch-4"][k]) for k in starts["scratch-3"])
+    assert same and different
 
 
 def test_teacher_of_the_wrong_architecture_is_refused(tiny_folders, tmp_path: Path) -> None:
-    params = tiny_params(tiny_folders)
+    params, layout = tiny_params(tiny_folders), study.Layout(tmp_path)
     wrong = ModelParams("resnet18", width=4, small_input=True)
-    save_model(build_model(wrong, 3), tmp_path / "teacher.safetensors", wrong, ["a_one", "a_two", "b_one"])
+    save_model(build_model(wrong, 3), layout.model_file(study.find(params, "teacher")), wrong,
+               ["a_one", "a_two", "b_one"])
     with pytest.raises(CheckpointError, match=r"holds resnet18 \(width 4, small-input stem\), but resnet10"):
-        training.distill_student(params, "kd", tmp_path / "teacher.safetensors", tmp_path / "kd.safetensors",
-                                 tmp_path / "ck", tmp_path / "kd.csv")
+        _train(params, layout, "kd", params.seeds[0])
 
 
 def test_teacher_trained_on_other_classes_is_refused(tiny_folders, tmp_path: Path) -> None:
-    params = tiny_params(tiny_folders)
+    params, layout = tiny_params(tiny_folders), study.Layout(tmp_path)
     spec = params.teachers["teacher"].model
-    save_model(build_model(spec, 4), tmp_path / "teacher.safetensors", spec, ["a", "b", "c", "d"])
+    save_model(build_model(spec, 4), layout.model_file(study.find(params, "teacher")), spec, ["a", "b", "c", "d"])
     with pytest.raises(CheckpointError, match="trained on other classes"):
-        training.distill_student(params, "kd", tmp_path / "teacher.safetensors", tmp_path / "kd.safetensors",
-                                 tmp_path / "ck", tmp_path / "kd.csv")
+        _train(params, layout, "kd", params.seeds[0])
 
 
-PROFILE = yaml.safe_load((ROOT / "profiles" / "all_students.yaml").read_text())["distilled"]
+PROFILE = yaml.safe_load((ROOT / "profiles" / "all_students.yaml").read_text())
+PROFILE = {**PROFILE["distilled"], **PROFILE["self_distilled"]}
 TINY_OPTIONS = {"ft": {"paraphraser_batch_size": 8}, "sskd": {"ss_head_epochs": 1, "ss_head_batch_size": 8,
                                                              "ss_head_milestones": []}}
 
 
 @pytest.fixture(scope="module")
 def trained_teacher(tmp_path_factory) -> tuple[dict[str, Path], Path]:
+    """Tiny data folders and an outputs/ root holding a trained tiny teacher."""
     from tests.conftest import write_image_folder
 
     root = tmp_path_factory.mktemp("teacher")
     classes = ["a_one", "a_two", "b_one"]
     folders = {"train": write_image_folder(root / "train", classes, 8, seed=0),
                "val": write_image_folder(root / "val", classes, 4, seed=1)}
-    return folders, _train_teacher(tiny_params(folders), root)
+    _train(tiny_params(folders), study.Layout(root / "outputs"), "teacher")
+    return folders, root / "outputs"
 
 
 @pytest.mark.parametrize("name", sorted(PROFILE))
 def test_every_student_of_the_all_students_profile_trains(name: str, trained_teacher, tmp_path: Path) -> None:
-    folders, teacher = trained_teacher
+    folders, outputs = trained_teacher
     spec = dict(PROFILE[name])
     spec["teacher"] = "teacher"  # tiny stand-in for teacher_ls / scratch: same architecture here
     spec["options"] = {**spec.get("options", {}), **TINY_OPTIONS.get(spec.get("method", "kd"), {})}
     params = tiny_params(folders, distilled={name: spec})
-    training.distill_student(params, name, teacher, tmp_path / "m.safetensors", tmp_path / "ck", tmp_path / "h.csv")
-    header = (tmp_path / "h.csv").read_text().splitlines()[0].split(",")
+    layout = study.Layout(tmp_path)
+    teacher = study.find(params, "teacher")
+    layout.model_file(teacher).parent.mkdir(parents=True)
+    shutil.copy(study.Layout(outputs).model_file(teacher), layout.model_file(teacher))
+    model = _train(params, layout, name, params.seeds[0])
+    header = layout.history(model).read_text().splitlines()[0].split(",")
     assert "loss_ce" in header and ("loss_kd" in header) == (spec["alpha"] > 0)
-    assert (tmp_path / "m.safetensors").stat().st_size > 0
+    assert layout.model_file(model).stat().st_size > 0

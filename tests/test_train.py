@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from kdinterp import train
-from kdinterp.data import build_transform, image_folder
+from kdinterp.data import build_transform, eval_loader, image_folder, load_dataset, make_loader
 from kdinterp.distill import Vanilla
+from kdinterp.memory_data import InMemoryImages
 from kdinterp.models import build_model
 from kdinterp.params import DataParams, ModelParams, OptimParams
 from kdinterp.train import NonFiniteLossError, fit, lr_factor
@@ -23,17 +24,22 @@ def _data(folders: dict[str, Path]) -> DataParams:
                       augment="crop_flip", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
-def _run(folders, checkpoints: Path, fingerprint: str = "f") -> tuple[Vanilla, list[dict]]:
+def _run(folders, checkpoints: Path, fingerprint: str = "f", in_memory: bool = False) -> tuple[Vanilla, list[dict]]:
     torch.manual_seed(0)
     distiller = Vanilla(build_model(SPEC, 3))
-    train_set = image_folder(folders["train"], build_transform(_data(folders), train=True))
+    if in_memory:
+        train_set = load_dataset(_data(folders), train=True)
+        assert isinstance(train_set, InMemoryImages)
+    else:
+        train_set = image_folder(folders["train"], build_transform(_data(folders), train=True))
     history = fit(distiller, train_set, None, OPTIM, seed=3, checkpoint_dir=checkpoints, fingerprint=fingerprint,
                   device=torch.device("cpu"))
     return distiller, history
 
 
-def test_killed_run_resumes_to_the_same_weights(tiny_folders, tmp_path: Path, monkeypatch) -> None:
-    reference, _ = _run(tiny_folders, tmp_path / "a")
+@pytest.mark.parametrize("in_memory", [False, True], ids=["files", "in_memory"])
+def test_killed_run_resumes_to_the_same_weights(tiny_folders, tmp_path: Path, monkeypatch, in_memory: bool) -> None:
+    reference, _ = _run(tiny_folders, tmp_path / "a", in_memory=in_memory)
     real_epoch = train.train_one_epoch
 
     def dies_in_third_epoch(distiller, loader, optimizer, epoch, *args):
@@ -43,10 +49,10 @@ def test_killed_run_resumes_to_the_same_weights(tiny_folders, tmp_path: Path, mo
 
     monkeypatch.setattr(train, "train_one_epoch", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny_folders, tmp_path / "b")
+        _run(tiny_folders, tmp_path / "b", in_memory=in_memory)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 2
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
-    resumed, history = _run(tiny_folders, tmp_path / "b")
+    resumed, history = _run(tiny_folders, tmp_path / "b", in_memory=in_memory)
     assert [h["epoch"] for h in history] == [1, 2, 3]
     for key, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
@@ -57,6 +63,31 @@ def test_two_runs_write_byte_identical_checkpoints(tiny_folders, tmp_path: Path)
     _run(tiny_folders, tmp_path / "a")
     _run(tiny_folders, tmp_path / "b")
     assert (tmp_path / "a" / "last.pt").read_bytes() == (tmp_path / "b" / "last.pt").read_bytes()
+
+
+def test_in_memory_runs_are_deterministic(tiny_folders, tmp_path: Path) -> None:
+    first, history = _run(tiny_folders, tmp_path / "a", in_memory=True)
+    second, again = _run(tiny_folders, tmp_path / "b", in_memory=True)
+    assert history == again
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[key]), key
+    assert (tmp_path / "a" / "last.pt").read_bytes() == (tmp_path / "b" / "last.pt").read_bytes()
+    files, _ = _run(tiny_folders, tmp_path / "c")  # other augmentation draws: other weights
+    assert not torch.equal(files.state_dict()["student.fc.weight"], first.state_dict()["student.fc.weight"])
+
+
+def test_top1_on_in_memory_val_data_equals_the_file_loader(tiny_folders, tmp_path: Path) -> None:
+    data = _data(tiny_folders)
+    torch.manual_seed(0)
+    model = build_model(SPEC, 3)
+    files = make_loader(image_folder(data.val_dir, build_transform(data, train=False)), 5, shuffle=False)
+    memory = eval_loader(load_dataset(data, train=False), 5)
+    assert train.top1(model, memory, torch.device("cpu")) == train.top1(model, files, torch.device("cpu"))
+    for val in (memory, load_dataset(data, train=False)):  # batches, or the data set (fit batches it)
+        history = fit(Vanilla(model), load_dataset(data, train=True), val, OptimParams(epochs=1, batch_size=8, lr=0.05),
+                      seed=0, checkpoint_dir=tmp_path / str(type(val).__name__), fingerprint="f",
+                      device=torch.device("cpu"), eval_batch_size=5)
+        assert history[0]["val_top1"] == train.top1(model, files, torch.device("cpu"))
 
 
 def test_checkpoint_of_another_configuration_is_ignored(tiny_folders, tmp_path: Path) -> None:

@@ -90,6 +90,7 @@ def _summary(units: pd.DataFrame) -> dict:
     detectors = units[units["detector"]]
     return {
         "model": "student_kd",
+        "seed": 0,
         "layer": "layer4",
         "num_units": NUM_UNITS,
         "num_images": 40,

@@ -236,10 +236,13 @@ def test_name_colors_names_prototypes_and_leaves_ambiguous_pixels_unnamed() -> N
 
 
 def test_params_are_validated() -> None:
+    """Ranges at construction; vocabulary bounds when a world is generated (kdinterp.world.params)."""
+    from kdinterp.world.params import check_vocabulary
+
     with pytest.raises(ParamsError, match=f"vocabulary has {len(OBJECT_TYPES)} object types"):
-        WorldParams(object_types=len(OBJECT_TYPES) + 1)
+        check_vocabulary(WorldParams(object_types=len(OBJECT_TYPES) + 1))
     with pytest.raises(ParamsError, match="subtypes_per_type"):
-        WorldParams(subtypes_per_type=99)
+        check_vocabulary(WorldParams(subtypes_per_type=99))
     with pytest.raises(ParamsError, match="context"):
         WorldParams(context=1.5)
 

@@ -23,8 +23,18 @@ app = typer.Typer(help="kdinterp: knowledge distillation and interpretability, o
 app.add_typer(world_app, name="world")
 
 Params = Annotated[Path, typer.Option("--params", help="The parameter file.")]
-Name = Annotated[str, typer.Argument(help="Model name: a key of teachers/students/distilled in params.yaml.")]
+Name = Annotated[str, typer.Argument(help="Model name: a key of teachers/students/distilled/self_distilled in params.yaml.")]
+Seed = Annotated[int | None, typer.Option(help="The model's seed (one of params.yaml seeds; omit for a teacher).")]
+Outputs = Annotated[Path, typer.Option(help="The outputs/ directory (the layout of kdinterp.study.Layout).")]
 Out = Annotated[Path, typer.Option(help="Output file or directory (as declared in dvc.yaml).")]
+
+
+@app.callback()
+def _main() -> None:
+    """Pin threads and numerics before any command imports torch (kdinterp.runtime)."""
+    from kdinterp.runtime import pin_environment
+
+    pin_environment()
 
 
 @contextlib.contextmanager
@@ -46,71 +56,78 @@ def _errors() -> Iterator[None]:
     except known as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None
+    except KeyError as err:  # study.find: no such model
+        typer.secho(f"error: {err.args[0] if err.args else err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
 
 
 def _params(path: Path):
+    """params.yaml, schema-checked and cross-checked against the study contract."""
+    from kdinterp.config import ParamsError
     from kdinterp.params import load_params
+    from kdinterp.study import check
 
-    return load_params(path)
-
-
-@app.command("train-teacher")
-def train_teacher(name: Name, out: Out, checkpoints: Out, history: Out, params: Params = Path("params.yaml")) -> None:
-    """Train teacher NAME from labels (stage train_teacher@NAME)."""
-    from kdinterp.stages import training
-
-    with _errors():
-        training.train_teacher(_params(params), name, out, checkpoints, history)
+    params = load_params(path)
+    try:
+        check(params)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+    return params
 
 
-@app.command("train-student")
-def train_student(name: Name, out: Out, checkpoints: Out, history: Out, params: Params = Path("params.yaml")) -> None:
-    """Train student NAME from labels: cross-entropy or label smoothing (stage train_student@NAME)."""
-    from kdinterp.stages import training
+def _model(path: Path, name: str, seed: int | None):
+    """(params, the study's model ``name`` at ``seed``)."""
+    from kdinterp.study import find
 
-    with _errors():
-        training.train_student(_params(params), name, out, checkpoints, history)
-
-
-@app.command("distill-student")
-def distill_student(name: Name, teacher: Annotated[Path, typer.Option(help="The teacher's model file.")],
-                    out: Out, checkpoints: Out, history: Out, params: Params = Path("params.yaml")) -> None:
-    """Train student NAME by knowledge distillation from TEACHER (stage distill_student@NAME)."""
-    from kdinterp.stages import training
-
-    with _errors():
-        training.distill_student(_params(params), name, teacher, out, checkpoints, history)
+    params = _params(path)
+    return params, find(params, name, seed)
 
 
 @app.command()
-def evaluate(name: Name, model: Annotated[Path, typer.Option(help="The model file.")], metrics: Out,
-             predictions: Out, params: Params = Path("params.yaml")) -> None:
-    """Evaluate model NAME on the validation split (stage evaluate_*@NAME)."""
-    from kdinterp.stages import evaluation
+def train(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
+    """Train model NAME at SEED: a teacher, a student, or a (self-)distilled student (stages train_*@, distill_*@)."""
+    from kdinterp.stages.training import train as run
+    from kdinterp.study import Layout
 
     with _errors():
-        evaluation.evaluate_model(_params(params), name, model, metrics, predictions)
+        p, model = _model(params, name, seed)
+        run(p, model, Layout(outputs))
 
 
 @app.command()
-def dissect(name: Name, model: Annotated[Path, typer.Option(help="The model file.")], out: Out,
+def evaluate(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
+             params: Params = Path("params.yaml")) -> None:
+    """Evaluate model NAME at SEED on the validation split (stage evaluate_*@)."""
+    from kdinterp.stages.evaluation import evaluate_model
+    from kdinterp.study import Layout
+
+    with _errors():
+        p, model = _model(params, name, seed)
+        evaluate_model(p, model, Layout(outputs))
+
+
+@app.command()
+def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
             params: Params = Path("params.yaml")) -> None:
-    """Network Dissection of model NAME on the probe set (stage dissect_*@NAME)."""
-    from kdinterp.stages import dissection
+    """Network Dissection of model NAME at SEED on the probe set (stage dissect_*@)."""
+    from kdinterp.stages.dissection import dissect_model
+    from kdinterp.study import Layout
 
     with _errors():
-        dissection.dissect_model(_params(params), name, model, out)
+        p, model = _model(params, name, seed)
+        dissect_model(p, model, Layout(outputs))
 
 
 @app.command()
-def validate(dissections: Annotated[Path, typer.Option(help="Directory of <model>/ dissection outputs.")],
-             report: Out, params: Params = Path("params.yaml")) -> None:
+def validate(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Validate every model's dissection tables with Great Expectations (stage validate); exit 1 on failure."""
+    from kdinterp import study
     from kdinterp.validate import validate_dissections
 
     with _errors():
-        model_dirs = [dissections / name for name in _params(params).model_names]
-        validate_dissections(model_dirs, report, raise_on_failure=True)
+        layout = study.Layout(outputs)
+        model_dirs = [layout.dissection(model) for model in study.models(_params(params))]
+        validate_dissections(model_dirs, layout.dissection_validation, raise_on_failure=True)
 
 
 @app.command("validate-data")
@@ -145,31 +162,44 @@ def validate_data(
 
 
 @app.command()
-def similarity(predictions: Annotated[Path, typer.Option(help="Directory of <model>.npz val logits.")],
-               out: Out, params: Params = Path("params.yaml")) -> None:
+def similarity(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Class-similarity information in every model's outputs (stage similarity)."""
     from kdinterp.stages.similarity import similarity_report
+    from kdinterp.study import Layout
 
     with _errors():
-        p = _params(params)
-        similarity_report(p, {name: predictions / f"{name}.npz" for name in p.model_names}, out)
+        similarity_report(_params(params), Layout(outputs))
 
 
 @app.command()
-def figures(outputs: Annotated[Path, typer.Option(help="The outputs/ directory of the pipeline.")],
-            out: Out, params: Params = Path("params.yaml")) -> None:
+def figures(outputs: Outputs = Path("outputs"), out: Out = Path("paper_figures"),
+            params: Params = Path("params.yaml")) -> None:
     """Draw the paper's figures and write REPRODUCTION.md (stage figures)."""
     from kdinterp.figures import make_figures
+    from kdinterp.study import Layout
 
     with _errors():
-        make_figures(_params(params), outputs, out)
+        make_figures(_params(params), Layout(outputs), out)
 
 
 @app.command()
-def report(dissections: Annotated[Path, typer.Option(help="Directory of <model>/ dissection outputs.")],
-           out: Out, params: Params = Path("params.yaml")) -> None:
+def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report"),
+           params: Params = Path("params.yaml")) -> None:
     """Write the HTML report: one page per model's units and a comparison page (stage report)."""
     from kdinterp.report import write_report
+    from kdinterp.study import Layout
 
     with _errors():
-        write_report(_params(params), dissections, out)
+        write_report(_params(params), Layout(outputs), out)
+
+
+@app.command()
+def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.yaml holds only what differs.")],
+            params: Params = Path("params.yaml")) -> None:
+    """Apply profile NAME to the parameter file: merge profiles/NAME.yaml's keys into it, keeping its comments."""
+    from kdinterp.profiles import apply_profile
+
+    with _errors():
+        changed = apply_profile(Path("profiles") / f"{name}.yaml", params)
+        typer.echo(f"{params} <- profiles/{name}.yaml: {', '.join(changed) or 'nothing changed'} "
+                   f"(`git checkout {params}` goes back to the default)")

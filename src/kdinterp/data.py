@@ -6,11 +6,18 @@ ImageFolder layout. Two augmentation recipes exist:
 * ``crop_flip`` (small images, CIFAR-style): random crop with 1/8 reflect padding, horizontal flip.
 * ``imagenet`` (the paper's torchdistill recipe): ``RandomResizedCrop(size)`` + flip for training,
   ``Resize(size * 256 / 224)`` + ``CenterCrop(size)`` for evaluation.
+
+:func:`load_dataset` is the entry point: for ``crop_flip`` data that fits in
+:data:`IN_MEMORY_LIMIT_BYTES` it returns an :class:`~kdinterp.memory_data.InMemoryImages` (decoded
+once, augmented a batch at a time by the trainer), else an ``ImageFolder`` with
+:func:`build_transform`. :func:`eval_loader` gives the evaluation batches of either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -20,7 +27,14 @@ from torchvision.transforms import v2
 from kdinterp.io import read_json
 from kdinterp.params import DataParams
 
-__all__ = ["DataError", "WithIndex", "build_transform", "class_names", "image_folder", "make_loader", "normalize"]
+if TYPE_CHECKING:
+    from kdinterp.memory_data import InMemoryImages
+
+__all__ = ["IN_MEMORY_LIMIT_BYTES", "DataError", "InMemoryImages", "WithIndex", "build_transform", "class_names",
+           "eval_loader", "image_folder", "load_dataset", "make_loader", "normalize"]
+
+#: Largest decoded size (``N * 3 * H * W`` bytes) for which :func:`load_dataset` keeps a data set in memory.
+IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
 class DataError(ValueError):
@@ -111,3 +125,59 @@ class WithIndex(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         image, target = self.dataset[index]
         return image, target, index
+
+
+def load_dataset(data: DataParams, train: bool) -> Dataset:
+    """The training (``train=True``, ``data.train_dir``) or evaluation (``data.val_dir``) data set.
+
+    ``crop_flip`` data whose decoded size ``N * 3 * H * W`` bytes (``H, W`` of the first image)
+    is at most :data:`IN_MEMORY_LIMIT_BYTES` is decoded once into an
+    :class:`~kdinterp.memory_data.InMemoryImages` (uint8 ``(N, 3, H, W)``; the trainer crops,
+    flips and normalises whole batches on the device, with the semantics of
+    ``build_transform(data, train)``). Otherwise (``imagenet``, or too large) an ImageFolder
+    decoding files on every access through ``build_transform(data, train)``.
+
+    Either way ``len()``, ``.classes``, ``.samples`` and ``.targets`` are ImageFolder's, and items
+    are ``(float32 (3, S, S) normalised image, int class index)``.
+
+    Raises:
+        DataError: the directory is missing or not an ImageFolder tree; in-memory images differ
+            in size (naming the file) or are too small to crop.
+    """
+    root = data.train_dir if train else data.val_dir
+    if data.augment == "crop_flip":
+        from kdinterp.memory_data import InMemoryImages, decoded_size
+
+        folder = image_folder(root, transform=None)
+        height, width = decoded_size(folder.samples[0][0])
+        if len(folder) * 3 * height * width <= IN_MEMORY_LIMIT_BYTES:
+            return InMemoryImages(root, data, train)
+    return image_folder(root, build_transform(data, train))
+
+
+def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0,
+                device: torch.device | str | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation batches ``(images float32 (B, 3, S, S), targets int64 (B,))`` in data-set order, with ``len()``.
+
+    An :class:`~kdinterp.memory_data.InMemoryImages` gets an
+    :class:`~kdinterp.memory_data.EvalBatches` (no DataLoader; images normalised on ``device``,
+    default CPU; targets on the CPU); any other data set a ``make_loader(dataset, batch_size,
+    shuffle=False, num_workers=num_workers)`` (``device`` unused: the consumer moves the batch).
+
+    Raises:
+        ValueError: an in-memory data set whose images are not ``S x S`` (load it with ``train=False``).
+    """
+    from kdinterp.memory_data import EvalBatches, InMemoryImages
+
+    if isinstance(dataset, InMemoryImages):
+        return EvalBatches(dataset, batch_size, device)
+    return make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
+
+
+def __getattr__(name: str) -> Any:
+    """``from kdinterp.data import InMemoryImages``: re-exported lazily (memory_data imports this module)."""
+    if name == "InMemoryImages":
+        from kdinterp.memory_data import InMemoryImages
+
+        return InMemoryImages
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import yaml
 
 from kdinterp.config import ParamsError, from_mapping
-from kdinterp.world.params import WorldParams
 
 __all__ = [
     "CATEGORIES",
@@ -30,6 +29,7 @@ __all__ = [
     "StudentParams",
     "StudentRecipe",
     "TeacherParams",
+    "WorldParams",
     "load_params",
 ]
 
@@ -40,6 +40,64 @@ CATEGORIES: tuple[str, ...] = ("object", "part", "scene", "material", "texture",
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ParamsError(message)
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """How the concept world is generated; recorded verbatim in ``world.json``.
+
+    Checked here: types and ranges. Checked by :mod:`kdinterp.world.params` when a world is
+    generated: ``object_types`` and ``subtypes_per_type`` against the vocabulary.
+
+    Sizes are in pixels (square images); counts are numbers of images; probabilities and
+    fractions are in [0, 1].
+    """
+
+    seed: int = 0
+    image_size: int = 32
+    probe_image_size: int = 64
+    train_per_class: int = 200
+    val_per_class: int = 50
+    probe_images: int = 1500
+    object_types: int = 8  # object types that become classes: the first N of the vocabulary
+    subtypes_per_type: int = 3  # classes per object type: its first N subtypes
+    context: float = 0.8  # P(the background is one of the object type's usual scenes); else any scene
+    distractor_prob: float = 0.3  # P(a smaller object of another type is drawn behind the class object)
+    occlusion_prob: float = 0.2  # P(a small object of another type partly occludes the class object)
+    object_scale: tuple[float, float] = (0.5, 0.85)  # object span in classification images, share of the side
+    max_rotation: float = 15.0  # objects are rotated uniformly in +-max_rotation degrees
+    subtype_similarity: float = 0.0  # 0: subtypes as designed; 1: a type's subtypes look identical
+    color_jitter: float = 0.15  # max relative change of brightness, contrast and saturation per image
+    noise: float = 0.03  # std of Gaussian pixel noise, as a share of 255
+    texture_fraction: float = 0.2  # share of probe images that are texture tiles
+    closeup_fraction: float = 0.4  # share of probe images that are object close-ups (the rest are scenes)
+    max_probe_objects: int = 3  # probe scenes hold 1..max_probe_objects objects
+    supersample: int = 2  # render at N x the size, then average N x N blocks (anti-aliasing)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ParamsError(f"seed must be >= 0, got {self.seed}")
+        for name in ("image_size", "probe_image_size"):
+            if getattr(self, name) < 16:
+                raise ParamsError(f"{name} must be >= 16 pixels, got {getattr(self, name)}")
+        for name in ("train_per_class", "val_per_class", "probe_images", "max_probe_objects", "supersample"):
+            if getattr(self, name) < 1:
+                raise ParamsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("context", "distractor_prob", "occlusion_prob", "subtype_similarity", "color_jitter",
+                     "noise", "texture_fraction", "closeup_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ParamsError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        self._check_geometry()
+
+    def _check_geometry(self) -> None:
+        low, high = self.object_scale
+        if not 0.1 <= low <= high <= 1.0:
+            raise ParamsError(f"object_scale must be [low, high] with 0.1 <= low <= high <= 1, got {self.object_scale}")
+        if not 0.0 <= self.max_rotation <= 180.0:
+            raise ParamsError(f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
+        if self.texture_fraction + self.closeup_fraction >= 1.0:
+            raise ParamsError(f"texture_fraction + closeup_fraction must be < 1 (the probe set needs scene images), "
+                              f"got {self.texture_fraction} + {self.closeup_fraction}")
 
 
 @dataclass(frozen=True)
@@ -101,14 +159,20 @@ class DataParams:
 
 @dataclass(frozen=True)
 class TeacherParams:
-    """A teacher: its architecture, its recipe, and the label smoothing it is trained with."""
+    """A teacher: its architecture, its recipe, the label smoothing it is trained with, and its seed.
+
+    A teacher is one model per teacher seed (the paper distils from one pretrained teacher); the
+    students' ``seeds`` do not multiply it.
+    """
 
     model: ModelParams
     optim: OptimParams
     label_smoothing: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -137,13 +201,13 @@ class DistilledParams:
     ``(1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T))``,
     plus the method's feature term for ``at``, ``ft``, ``crd`` and ``sskd`` (``alpha = 0``: the
     feature method without logit distillation). torchdistill's ``alpha`` is the other weight.
-    ``teacher`` names a teacher or a student trained from labels (a student of the same
-    architecture as teacher: self-distillation). ``options`` holds the feature method's settings,
-    validated by :func:`kdinterp.feature_kd.build_feature_distiller`.
+    ``teacher`` names a teacher (section ``distilled``) or, for self-distillation (section
+    ``self_distilled``), a student trained from labels, taken at the same seed. ``method`` is a key
+    of :data:`kdinterp.study.METHODS`; ``options`` holds its settings, validated there.
     """
 
     teacher: str
-    method: Literal["kd", "at", "ft", "crd", "sskd"] = "kd"
+    method: str = "kd"
     temperature: float = 4.0
     alpha: float = 0.5
     options: dict[str, Any] = field(default_factory=dict)
@@ -151,7 +215,6 @@ class DistilledParams:
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
-        _check(self.method != "kd" or not self.options, "method 'kd' takes no options")
 
 
 @dataclass(frozen=True)
@@ -188,9 +251,10 @@ class DissectionParams:
 
 @dataclass(frozen=True)
 class Params:
-    """All of ``params.yaml``."""
+    """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
+    :func:`kdinterp.study.check`, which owns the list of models."""
 
-    seed: int
+    seeds: tuple[int, ...]
     world: WorldParams
     data: DataParams
     teachers: dict[str, TeacherParams]
@@ -198,27 +262,12 @@ class Params:
     students: dict[str, StudentParams]
     distilled: dict[str, DistilledParams]
     dissection: DissectionParams
+    self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        groups = {"teachers": self.teachers, "students": self.students, "distilled": self.distilled}
-        seen: dict[str, str] = {}
-        for group, models in groups.items():
-            for name in models:
-                _check(name not in seen, f"model name '{name}' is used in both '{seen.get(name)}' and '{group}'")
-                _check(name.isidentifier(), f"{group}.{name}: model names must be identifiers (letters, digits, _)")
-                seen[name] = group
-        for name, spec in self.distilled.items():
-            _check(spec.teacher in self.teachers or spec.teacher in self.students,
-                   f"distilled.{name}.teacher: '{spec.teacher}' is not one of teachers or students: "
-                   f"{sorted([*self.teachers, *self.students])}")
-        for role, name in self.paper_models.items():
-            _check(name in seen, f"paper_models.{role}: '{name}' is not a model defined in params.yaml")
-
-    @property
-    def model_names(self) -> list[str]:
-        """Every model the pipeline trains: teachers, then students, then distilled students."""
-        return [*self.teachers, *self.students, *self.distilled]
+        _check(bool(self.seeds), "seeds: give at least one seed")
+        _check(all(seed >= 0 for seed in self.seeds), f"seeds must be >= 0, got {list(self.seeds)}")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,30 +1,35 @@
-"""The results of one pipeline run, as read by stage ``figures`` from ``outputs/``.
+"""The results of one pipeline run, per (model, seed), as read by stages ``figures`` and ``report``.
 
-Inputs (everything under the ``outputs`` directory; nothing is recomputed here):
+Inputs (everything under the ``outputs`` directory, at the paths of :class:`kdinterp.study.Layout`;
+nothing is recomputed here), for every model of :func:`kdinterp.study.models` (every seed):
 
-* ``metrics/<model>.json`` (stage ``evaluate_*@<model>``): top-1 accuracy on val.
-* ``metrics/similarity.json`` (stage ``similarity``): within-class entropy, teacher agreement.
-* ``dissection/<model>/summary.json`` (stage ``dissect_*@<model>``): concept detectors of ``layer4``.
-* ``validation/dissection.json`` (stage ``validate``): whether the dissection tables passed.
+* ``layout.metrics(model)`` (stage ``evaluate_*@<key>``): top-1 accuracy on val.
+* ``layout.similarity`` (stage ``similarity``): within-class entropy, teacher agreement, per key.
+* ``layout.dissection(model, Layout.SUMMARY)`` (stage ``dissect_*@<key>``): concept detectors.
+* ``layout.dissection_validation`` (stage ``validate``): whether the dissection tables passed.
 
 Also the paper's reference values (``research/paper.md``), which are shown beside ours and never
-written into our measurements, and the roles and colours shared by every figure and the report.
+written into our measurements, and the roles and colours shared by every figure and the report
+(one colour per model *name*: every seed of a model shares it).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from kdinterp import study
 from kdinterp.io import read_json
 from kdinterp.params import Params, ParamsError
 
-__all__ = ["FIG1_FILE", "PER_CATEGORY_FILE", "REPRODUCTION_FILE", "FiguresInputError", "ModelResult", "arch_label",
-           "RunResults", "load_run", "model_colors", "model_kind", "model_order", "require_input", "signed",
-           "stage_name"]
+__all__ = ["FIG1_FILE", "PER_CATEGORY_FILE", "REPRODUCTION_FILE", "FiguresInputError", "ModelResult", "RunResults",
+           "load_run", "model_colors", "model_order", "ordered_models", "require_input", "signed"]
 
 #: The files stage ``figures`` writes into ``paper_figures/``.
 FIG1_FILE = "fig1_accuracy_detectors.png"
@@ -32,8 +37,8 @@ PER_CATEGORY_FILE = "fig_detectors_per_category.png"
 REPRODUCTION_FILE = "REPRODUCTION.md"
 
 #: The paper's roles, in the order of its Figure 1: (a) scratch, (b) KD, (c) LS.
-STUDENT_ROLES: tuple[str, ...] = ("scratch", "kd", "ls")
-ROLES: tuple[str, ...] = ("teacher", *STUDENT_ROLES)
+STUDENT_ROLES: tuple[str, ...] = tuple(role for role in study.ROLES if role != "teacher")
+ROLES: tuple[str, ...] = study.ROLES
 
 # Paper reference values: research/paper.md §6 "Figure 1" [FIG1] (ImageNet val, ResNet-18 student,
 # ResNet-34 teacher; layer4, Broden, quantile 0.005, IoU >= 0.05) and §5 [SUM].
@@ -63,12 +68,15 @@ class FiguresInputError(ValueError):
 
 @dataclass(frozen=True)
 class ModelResult:
-    """Everything the figures and the report need about one model.
+    """Everything the figures and the report need about one model at one seed.
 
     Attributes:
-        name: the model's key in params.yaml.
-        kind: ``teacher``, ``student`` or ``distilled`` (the params group it comes from).
-        role: its paper role (``teacher, scratch, ls, kd``), or None.
+        key: :attr:`kdinterp.study.Model.key` (``kd-0``; ``teacher`` for a teacher).
+        name: the model's key in params.yaml (shared by its seeds).
+        seed: the model's seed.
+        per_seed: one model per student seed (False for a teacher, which has its own seed).
+        kind: ``teacher``, ``student``, ``distilled`` or ``self_distilled`` (its group's kind).
+        role: its paper role (``teacher, scratch, kd, ls``), or None.
         arch: e.g. ``resnet18, width 16``.
         top1: top-1 accuracy on val, a fraction.
         val_images: validation images behind ``top1``.
@@ -81,7 +89,10 @@ class ModelResult:
         same_type_mass: share of non-target probability on same-type classes, when measured.
     """
 
+    key: str
     name: str
+    seed: int
+    per_seed: bool
     kind: str
     role: str | None
     arch: str
@@ -97,11 +108,15 @@ class ModelResult:
 
     @property
     def label(self) -> str:
-        """``KD`` for a role model (``KD (kd_t8)`` when its name differs), else the model name."""
+        """``KD`` for a role model (``KD (kd_t8)`` when its name differs), else the model name (no seed)."""
         if self.role is None:
             return self.name
         base = ROLE_LABELS[self.role]
         return base if self.name == self.role else f"{base} ({self.name})"
+
+
+#: A measure of a model at one seed, e.g. ``lambda m: 100 * m.top1``.
+Metric = Callable[[ModelResult], float]
 
 
 @dataclass(frozen=True)
@@ -109,11 +124,13 @@ class RunResults:
     """One pipeline run, as read from ``outputs/``.
 
     Attributes:
-        models: every model of params.yaml, by name: role models first (teacher, scratch, kd, ls),
-            then the others in params order.
-        roles: paper role -> model name.
-        colors: model name -> colour, the same in every figure.
-        reference_teacher: the model that teacher agreement is measured against (similarity.json).
+        models: every (model, seed) of the study, by :attr:`ModelResult.key`: the role models first
+            (teacher, scratch, kd, ls), then the others in params order; a model's seeds in
+            ``seeds`` order.
+        roles: paper role -> model name (the role applies to every seed of that name).
+        colors: model name -> colour, the same in every figure and for every seed.
+        seeds: the student seeds (``params.seeds``).
+        reference_teacher: the key of the model that teacher agreement is measured against.
         layer, quantile, iou_threshold, probe_images: the dissection settings, from summary.json.
         categories: concept categories, in params order.
         validation_success: the ``validate`` report's ``success`` (None when it has no such key).
@@ -124,6 +141,7 @@ class RunResults:
     models: dict[str, ModelResult]
     roles: dict[str, str]
     colors: dict[str, str]
+    seeds: tuple[int, ...]
     reference_teacher: str | None
     layer: str
     quantile: float
@@ -134,19 +152,54 @@ class RunResults:
     validation_tables: int
     same_type_mass_chance: float | None
 
-    def by_role(self, role: str) -> ModelResult:
-        """The model that plays ``role`` in the paper."""
-        return self.models[self.roles[role]]
+    @property
+    def names(self) -> list[str]:
+        """Model names in the order of :attr:`models` (each once)."""
+        return list(dict.fromkeys(m.name for m in self.models.values()))
 
+    def seeds_of(self, name: str) -> list[ModelResult]:
+        """Every seed of model ``name``, in seed order (one result for a teacher).
 
-def model_kind(params: Params, name: str) -> str:
-    """``teacher``, ``student`` or ``distilled``: the params section (and stage group) of model ``name``."""
-    return "teacher" if name in params.teachers else "student" if name in params.students else "distilled"
+        Raises:
+            KeyError: no model ``name`` in this run.
+        """
+        found = [m for m in self.models.values() if m.name == name]
+        if not found:
+            raise KeyError(f"no model '{name}' in this run ({', '.join(self.names)})")
+        return found
 
+    def by_role(self, role: str) -> list[ModelResult]:
+        """Every seed of the model that plays ``role`` in the paper."""
+        return self.seeds_of(self.roles[role])
 
-def stage_name(params: Params, name: str, step: str) -> str:
-    """The DVC stage that writes ``step`` (``evaluate`` or ``dissect``) outputs of model ``name``."""
-    return f"{step}_{model_kind(params, name)}@{name}"
+    def values(self, name: str, metric: Metric) -> np.ndarray:
+        """``metric`` of every seed of model ``name``: float64 ``(n,)``, in seed order."""
+        return np.array([metric(m) for m in self.seeds_of(name)], dtype=np.float64)
+
+    def aligned(self, names: list[str] | tuple[str, ...], metric: Metric) -> list[np.ndarray]:
+        """``metric`` of several models, aligned by seed for paired comparisons.
+
+        Per-seed models give their common seeds, in seed order: float64 arrays of one shape
+        ``(n,)``. A teacher (one seed of its own) gives its single value, shape ``(1,)``, to be
+        compared against each seed of the others (:func:`kdinterp.statistics.paired_difference`).
+
+        Raises:
+            KeyError: no such model.
+        """
+        found = [self.seeds_of(name) for name in names]
+        per_seed = [results for results in found if results[0].per_seed]
+        common = [s for s in self.seeds if all(s in {m.seed for m in results} for results in per_seed)]
+        out = []
+        for results in found:
+            by_seed = {m.seed: metric(m) for m in results}
+            values = [by_seed[s] for s in common] if results[0].per_seed else list(by_seed.values())
+            out.append(np.array(values, dtype=np.float64))
+        return out
+
+    def paired(self, a: str, b: str, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+        """``metric`` of models ``a`` and ``b`` aligned by seed (see :meth:`aligned`)."""
+        left, right = self.aligned([a, b], metric)
+        return left, right
 
 
 def require_input(path: Path, stage: str, consumer: str) -> Path:
@@ -175,88 +228,126 @@ def _get(data: dict, key: str, path: Path, stage: str) -> Any:
     return data[key]
 
 
-def arch_label(params: Params, name: str) -> str:
-    """``resnet18, width 16``: the architecture of model ``name``."""
-    model = params.teachers[name].model if name in params.teachers else params.student_recipe.model
-    return f"{model.arch}, width {model.width}"
+def _arch(model: study.Model) -> str:
+    return f"{model.arch.arch}, width {model.arch.width}"
 
 
 def model_order(params: Params) -> list[str]:
-    """Model names for figures and the report: the paper's roles first (teacher, scratch, kd, ls), then the rest."""
+    """Model names for figures and the report: the paper's roles first (teacher, scratch, kd, ls), then
+    the rest in params order (:func:`kdinterp.study.models`).
+
+    Raises:
+        ParamsError: see :func:`kdinterp.study.check`.
+    """
     roles = [params.paper_models[role] for role in ROLES if role in params.paper_models]
-    return list(dict.fromkeys([*roles, *params.model_names]))
+    return list(dict.fromkeys([*roles, *(m.name for m in study.models(params))]))
 
 
 def model_colors(params: Params) -> dict[str, str]:
-    """Model name -> colour: ``ROLE_COLORS`` for the paper's roles, ``EXTRA_COLORS`` in order for the rest."""
+    """Model name -> colour: ``ROLE_COLORS`` for the paper's roles, ``EXTRA_COLORS`` in order for the rest.
+
+    Every seed of a model has its name's colour.
+    """
     role_of = {name: role for role, name in params.paper_models.items() if role in ROLES}
     extra = itertools.cycle(EXTRA_COLORS)
     return {name: ROLE_COLORS[role_of[name]] if name in role_of else next(extra) for name in model_order(params)}
 
 
-def load_run(params: Params, outputs: Path) -> RunResults:
-    """Read every input of the ``figures`` stage.
-
-    Args:
-        params: the run's parameters (models, roles, IoU threshold).
-        outputs: the pipeline's ``outputs/`` directory.
-
-    Returns:
-        The run's results.
+def ordered_models(params: Params) -> list[study.Model]:
+    """Every study model (:func:`kdinterp.study.models`), grouped by name in :func:`model_order`
+    (roles first), each name's seeds in ``params.seeds`` order: the order of figures, tables and the report.
 
     Raises:
-        ParamsError: a paper role has no model in ``params.paper_models``.
-        FiguresInputError: a file lacks a key or a model, or a dissection used another IoU threshold
-            than params.yaml (stale outputs).
-        FileNotFoundError: an input file is missing; the message names the stage that writes it.
+        ParamsError: see :func:`kdinterp.study.check`.
+    """
+    rank = {name: i for i, name in enumerate(model_order(params))}
+    seed_rank = {seed: i for i, seed in enumerate(params.seeds)}
+    return sorted(study.models(params), key=lambda m: (rank[m.name], seed_rank.get(m.seed, -1) if m.group.per_seed
+                                                       else -1))
+
+
+def _check_seed(data: dict, path: Path, stage: str, model: study.Model) -> None:
+    seed = _get(data, "seed", path, stage)
+    if seed != model.seed:
+        raise FiguresInputError(f"{path}: seed {seed} differs from {model.key}'s seed {model.seed} (stale output); "
+                                f"rerun `dvc repro -s {stage}`")
+
+
+def _model_result(params: Params, layout: study.Layout, model: study.Model,
+                  sim_models: dict) -> tuple[ModelResult, dict]:
+    """One (model, seed)'s result and its summary.json."""
+    metrics_path, summary_path = layout.metrics(model), layout.dissection(model, study.Layout.SUMMARY)
+    evaluate, dissect = model.stage("evaluate"), model.stage("dissect")
+    metrics, summary = _read(metrics_path, evaluate), _read(summary_path, dissect)
+    _check_seed(metrics, metrics_path, evaluate, model)
+    _check_seed(summary, summary_path, dissect, model)
+    if model.key not in sim_models:
+        raise FiguresInputError(f"{layout.similarity}: no entry for model '{model.key}'; rerun stage similarity "
+                                "(`dvc repro -f -s similarity`)")
+    sim = sim_models[model.key]
+    threshold = _get(summary, "iou_threshold", summary_path, dissect)
+    if not math.isclose(threshold, params.dissection.iou_threshold):
+        raise FiguresInputError(f"{summary_path}: iou_threshold {threshold} differs from params.yaml "
+                                f"dissection.iou_threshold {params.dissection.iou_threshold}; "
+                                f"rerun `dvc repro -s {dissect}`")
+    result = ModelResult(
+        key=model.key,
+        name=model.name,
+        seed=model.seed,
+        per_seed=model.group.per_seed,
+        kind=model.group.kind,
+        role=model.role if model.role in ROLES else None,
+        arch=_arch(model),
+        top1=float(_get(metrics, "top1", metrics_path, evaluate)),
+        val_images=int(_get(metrics, "num_images", metrics_path, evaluate)),
+        num_units=int(_get(summary, "num_units", summary_path, dissect)),
+        num_detectors=int(_get(summary, "num_detectors", summary_path, dissect)),
+        num_unique_concepts=int(_get(summary, "num_unique_concepts", summary_path, dissect)),
+        detectors={c: int(n) for c, n in _get(summary, "detectors", summary_path, dissect).items()},
+        within_class_entropy=float(_get(sim, "within_class_entropy", layout.similarity, "similarity")),
+        teacher_agreement=sim.get("teacher_agreement"),
+        same_type_mass=sim.get("same_type_mass"),
+    )
+    return result, summary
+
+
+def load_run(params: Params, layout: study.Layout) -> RunResults:
+    """Read every input of the ``figures`` stage: one :class:`ModelResult` per study model and seed.
+
+    Args:
+        params: the run's parameters (models, seeds, roles, IoU threshold).
+        layout: where the outputs are (``study.Layout(Path("outputs"))``).
+
+    Returns:
+        The run's results, keyed by :attr:`kdinterp.study.Model.key`.
+
+    Raises:
+        ParamsError: a paper role has no model in ``params.paper_models``, or the params fail
+            :func:`kdinterp.study.check`.
+        FiguresInputError: a file lacks a key or a model, or was written for another seed, or a
+            dissection used another IoU threshold than params.yaml (stale outputs).
+        FileNotFoundError: an input file is missing; the message names the stage that writes it
+            (``evaluate_student@scratch-0``, ``dissect_distilled@kd-2`` ...).
     """
     missing = [role for role in ROLES if role not in params.paper_models]
     if missing:
         raise ParamsError(f"params.yaml paper_models: no model for role(s) {', '.join(missing)}; stage figures "
                           f"needs one model per role in {', '.join(ROLES)}")
     roles = {role: params.paper_models[role] for role in ROLES}
-    order = model_order(params)
-    similarity_path = outputs / "metrics" / "similarity.json"
-    similarity = _read(similarity_path, "similarity")
-    sim_models = _get(similarity, "models", similarity_path, "similarity")
-    models, summaries = {}, {}
-    for name in order:
-        metrics_path = outputs / "metrics" / f"{name}.json"
-        summary_path = outputs / "dissection" / name / "summary.json"
-        evaluate, dissect = stage_name(params, name, "evaluate"), stage_name(params, name, "dissect")
-        metrics = _read(metrics_path, evaluate)
-        summary = summaries[name] = _read(summary_path, dissect)
-        if name not in sim_models:
-            raise FiguresInputError(f"{similarity_path}: no entry for model '{name}'; rerun stage similarity "
-                                    "(`dvc repro -f -s similarity`)")
-        sim = sim_models[name]
-        threshold = _get(summary, "iou_threshold", summary_path, dissect)
-        if not math.isclose(threshold, params.dissection.iou_threshold):
-            raise FiguresInputError(f"{summary_path}: iou_threshold {threshold} differs from params.yaml "
-                                    f"dissection.iou_threshold {params.dissection.iou_threshold}; "
-                                    f"rerun `dvc repro -s {dissect}`")
-        models[name] = ModelResult(
-            name=name,
-            kind=model_kind(params, name),
-            role=next((role for role, model in roles.items() if model == name), None),
-            arch=arch_label(params, name),
-            top1=float(_get(metrics, "top1", metrics_path, evaluate)),
-            val_images=int(_get(metrics, "num_images", metrics_path, evaluate)),
-            num_units=int(_get(summary, "num_units", summary_path, dissect)),
-            num_detectors=int(_get(summary, "num_detectors", summary_path, dissect)),
-            num_unique_concepts=int(_get(summary, "num_unique_concepts", summary_path, dissect)),
-            detectors={c: int(n) for c, n in _get(summary, "detectors", summary_path, dissect).items()},
-            within_class_entropy=float(_get(sim, "within_class_entropy", similarity_path, "similarity")),
-            teacher_agreement=sim.get("teacher_agreement"),
-            same_type_mass=sim.get("same_type_mass"),
-        )
-    validation = _read(outputs / "validation" / "dissection.json", "validate")
-    reference_path = outputs / "dissection" / roles["scratch"] / "summary.json"
-    reference, reference_stage = summaries[roles["scratch"]], stage_name(params, roles["scratch"], "dissect")
+    similarity = _read(layout.similarity, "similarity")
+    sim_models = _get(similarity, "models", layout.similarity, "similarity")
+    results, summaries = {}, {}
+    for model in ordered_models(params):
+        results[model.key], summaries[model.key] = _model_result(params, layout, model, sim_models)
+    validation = _read(layout.dissection_validation, "validate")
+    reference_model = next(m for m in ordered_models(params) if m.name == roles["scratch"])
+    reference_path = layout.dissection(reference_model, study.Layout.SUMMARY)
+    reference, reference_stage = summaries[reference_model.key], reference_model.stage("dissect")
     return RunResults(
-        models=models,
+        models=results,
         roles=roles,
         colors=model_colors(params),
+        seeds=tuple(params.seeds),
         reference_teacher=similarity.get("reference_teacher"),
         layer=str(_get(reference, "layer", reference_path, reference_stage)),
         quantile=float(_get(reference, "quantile", reference_path, reference_stage)),
@@ -270,5 +361,7 @@ def load_run(params: Params, outputs: Path) -> RunResults:
 
 
 def signed(value: float, fmt: str) -> str:
-    """``+37`` / ``-0.56``; the minus sign is a real one for print."""
+    """``+37`` / ``-0.56``; the minus sign is a real one for print, and a value that rounds to 0 is ``+0``."""
+    if float(f"{value:{fmt}}") == 0:
+        value = abs(value)
     return f"{value:+{fmt}}".replace("-", "\u2212")

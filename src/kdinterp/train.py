@@ -5,6 +5,11 @@ learning-rate schedule. Every epoch re-seeds the augmentation RNG and the loader
 ``(seed, epoch)``, so a run killed mid-epoch and resumed from the last epoch checkpoint ends with
 the same weights as an uninterrupted run (on the same device and library versions).
 
+A training set in memory (:class:`~kdinterp.memory_data.InMemoryImages`, from
+:func:`kdinterp.data.load_dataset`) needs no DataLoader: each epoch slices batches from its
+uint8 tensor in the order DistributedSampler would give and crops, flips and normalises them on
+the device (:class:`~kdinterp.memory_data.TrainBatches`).
+
 The reported model is the *last* epoch's (the paper's torchdistill runs kept the best-val
 checkpoint; selecting on the evaluation split inflates accuracy, cf. mdistiller#7).
 """
@@ -15,7 +20,7 @@ import math
 import pickle
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +28,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from kdinterp import distributed
-from kdinterp.data import WithIndex
+from kdinterp.data import WithIndex, eval_loader
 from kdinterp.distill import Distiller
+from kdinterp.memory_data import InMemoryImages, TrainBatches
 from kdinterp.io import atomic_path
 from kdinterp.params import OptimParams
 from kdinterp.progress import log, progress_bar
@@ -51,9 +57,9 @@ def lr_factor(optim: OptimParams) -> Callable[[int], float]:
     return lambda epoch: 1.0
 
 
-def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None, optim: OptimParams, *,
+def fit(distiller: Distiller, train_set: Dataset, val_loader: Iterable | Dataset | None, optim: OptimParams, *,
         seed: int, checkpoint_dir: Path, fingerprint: str, device: torch.device,
-        num_workers: int = 0, label: str = "train") -> list[dict[str, float]]:
+        num_workers: int = 0, label: str = "train", eval_batch_size: int = 256) -> list[dict[str, float]]:
     """Train ``distiller``'s student for ``optim.epochs`` epochs, resuming if possible.
 
     Under ``torchrun`` (see :mod:`kdinterp.distributed`) every process runs this function on its
@@ -63,16 +69,25 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None,
 
     Args:
         distiller: the student and its supervision; moved to ``device``.
-        train_set: training data set yielding ``(image (3, H, W), class index)``.
-        val_loader: if given, top-1 on it is logged after every epoch (monitoring only).
+        train_set: training data set yielding ``(image (3, H, W), class index)``. An
+            :class:`~kdinterp.memory_data.InMemoryImages` is read without a DataLoader: its
+            uint8 images go to ``device`` once, and every batch is gathered, cropped, flipped and
+            normalised there (``num_workers`` unused).
+        val_loader: if given, top-1 on it is logged after every epoch (monitoring only): a
+            DataLoader or :func:`kdinterp.data.eval_loader`'s batches ``(images, targets)``, or
+            an evaluation data set (``load_dataset(data, train=False)``), which is read through
+            ``eval_loader(val_loader, eval_batch_size, num_workers=num_workers, device=device)``.
         optim: epochs, global batch size, SGD, schedule and CUDA precision settings.
-        seed: base seed; epoch ``e`` uses ``seed * 1000 + e`` for shuffling and augmentation.
+        seed: base seed; epoch ``e`` uses ``seed * 1000 + e`` for shuffling (both paths: the
+            order of ``DistributedSampler(seed=seed * 1000 + e)``) and ``seed * 1000 + e + 7919 *
+            rank`` for augmentation (global RNG; in memory: the epoch's ``torch.Generator``).
         checkpoint_dir: where ``last.pt`` is written after every epoch and read to resume.
         fingerprint: identifies the configuration; a checkpoint with another fingerprint is
             ignored (training restarts from scratch) so stale state is never resumed.
         device: where to train (under torchrun on CUDA: this process's GPU).
         num_workers: DataLoader worker processes.
         label: shown on the progress bar.
+        eval_batch_size: batch size for a ``val_loader`` given as a data set.
 
     Returns:
         One dict per epoch: ``epoch`` (1-based), ``lr``, each loss term, ``loss``,
@@ -102,9 +117,16 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: DataLoader | None,
         start, history = int(state["epoch"]), list(state["history"])
         _log(ctx, f"resuming from {checkpoint_dir / CHECKPOINT} after epoch {start}")
     model = _data_parallel(distiller, ctx)
+    if isinstance(val_loader, Dataset):
+        val_loader = eval_loader(val_loader, eval_batch_size, num_workers=num_workers, device=ctx.device)
+    pixels = train_set.images.to(ctx.device) if isinstance(train_set, InMemoryImages) else None
     for epoch in range(start, optim.epochs):
-        torch.manual_seed(seed * 1000 + epoch + 7919 * ctx.rank)  # augmentation: one stream per process
-        loader = _epoch_loader(WithIndex(train_set), optim.batch_size, seed * 1000 + epoch, num_workers, ctx)
+        augment_seed = seed * 1000 + epoch + 7919 * ctx.rank  # augmentation: one stream per process
+        torch.manual_seed(augment_seed)
+        if isinstance(train_set, InMemoryImages):
+            loader = _epoch_batches(train_set, pixels, optim.batch_size, seed * 1000 + epoch, augment_seed, ctx)
+        else:
+            loader = _epoch_loader(WithIndex(train_set), optim.batch_size, seed * 1000 + epoch, num_workers, ctx)
         began = time.perf_counter()
         stats = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         stats |= train_one_epoch(model, loader, optimizer, epoch, ctx, optim, f"{label} {epoch + 1}/{optim.epochs}")
@@ -146,9 +168,25 @@ def _epoch_loader(dataset: Dataset, batch_size: int, seed: int, num_workers: int
                       generator=torch.Generator().manual_seed(seed))
 
 
-def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, epoch: int,
+def _epoch_batches(dataset: InMemoryImages, pixels: torch.Tensor, batch_size: int, seed: int, augment_seed: int,
+                   ctx: distributed.Context) -> TrainBatches:
+    """This epoch's in-memory batches: the same samples per process and batch as :func:`_epoch_loader`.
+
+    The order is DistributedSampler's itself (same ``seed``, rank, world size, ``drop_last``); the
+    batches are cut as that DataLoader cuts them; crops and flips come from ``augment_seed``.
+    """
+    if batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {ctx.world_size} processes")
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    order = torch.tensor(list(sampler), dtype=torch.int64)
+    return TrainBatches(dataset, order, batch_size // ctx.world_size, drop_last=len(dataset) > batch_size,
+                        seed=augment_seed, device=ctx.device, images=pixels)
+
+
+def train_one_epoch(model: torch.nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, epoch: int,
                     ctx: distributed.Context, optim: OptimParams, label: str) -> dict[str, float]:
-    """One pass over ``loader``.
+    """One pass over ``loader`` (a DataLoader or :class:`~kdinterp.memory_data.TrainBatches`: batches with ``len()``).
 
     ``model`` is a :class:`~kdinterp.distill.Distiller` (or its DDP wrapper): called with
     ``(images, targets, indices)`` it returns ``(logits, loss terms)``.
@@ -191,14 +229,18 @@ def _log(ctx: distributed.Context, message: str) -> None:
 
 
 @torch.no_grad()
-def top1(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
-    """Top-1 accuracy (fraction) of ``model`` on ``loader``; restores the model's train/eval mode."""
+def top1(model: torch.nn.Module, loader: Iterable, device: torch.device) -> float:
+    """Top-1 accuracy (fraction) of ``model`` on ``loader``; restores the model's train/eval mode.
+
+    ``loader`` yields ``(images (B, 3, H, W), targets int64 (B,))``: a DataLoader or
+    :func:`kdinterp.data.eval_loader`'s batches (targets on any device).
+    """
     was_training = model.training
     model.eval()
     correct = total = 0
     for images, targets in loader:
         logits = model(images.to(device))
-        correct += int((logits.argmax(1).cpu() == targets).sum())
+        correct += int((logits.argmax(1).cpu() == targets.cpu()).sum())
         total += len(targets)
     model.train(was_training)
     return correct / max(total, 1)

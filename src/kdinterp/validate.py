@@ -39,6 +39,7 @@ import pandas as pd
 
 from kdinterp.io import read_json, write_json
 from kdinterp.params import CATEGORIES
+from kdinterp.study import SUMMARY_COUNTS, SUMMARY_KEYS, TALLY_COLUMNS, UNITS_COLUMNS, Layout
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationValidationResult
@@ -63,24 +64,9 @@ IOU_TOLERANCE = 1e-6
 #: Example bad rows kept per failed expectation.
 MAX_EXAMPLES = 5
 
-TALLY_FILE, UNITS_FILE, SUMMARY_FILE = "tally.csv", "units.csv", "summary.json"
-TALLY_COLUMNS: tuple[str, ...] = (
-    "unit", "concept", "concept_id", "category", "intersection", "unit_area", "concept_area", "iou",
-)  # fmt: skip
-UNITS_COLUMNS: tuple[str, ...] = (
-    ("unit", "concept", "concept_id", "category", "iou", "detector")
-    + tuple(f"{c}_{what}" for c in CATEGORIES for what in ("concept", "iou"))
-)
-#: summary.json keys that units.csv determines (checked against ``<key>[units.csv]``).
-_RECOMPUTED_KEYS: tuple[str, ...] = (
-    ("num_detectors", "num_unique_concepts")
-    + tuple(f"detectors.{c}" for c in CATEGORIES)
-    + tuple(f"unique_concepts.{c}" for c in CATEGORIES)
-)
-#: summary.json keys, nested ones flattened with a dot.
-SUMMARY_KEYS: tuple[str, ...] = (
-    ("model", "layer", "num_units", "num_images", "quantile", "iou_threshold") + _RECOMPUTED_KEYS
-)
+# The tables and their schemas are owned by the study contract (kdinterp.study).
+TALLY_FILE, UNITS_FILE, SUMMARY_FILE = Layout.TALLY, Layout.UNITS, Layout.SUMMARY
+_RECOMPUTED_KEYS = SUMMARY_COUNTS
 #: Columns that identify a row in example output, per table file.
 _ROW_KEYS = {TALLY_FILE: ("unit", "concept"), UNITS_FILE: ("unit",), SUMMARY_FILE: ()}
 _INT_TYPES = ["int64", "int32"]

@@ -117,11 +117,15 @@ def _paper_rank(category: str) -> int:
 
 
 def summary(units: pd.DataFrame, result: DissectionResult, *, quantile: float, iou_threshold: float,
-            model: str) -> dict:
-    """The numbers the paper reports: detectors (units) and unique concepts, overall and per category."""
+            model: str, seed: int | None = None) -> dict:
+    """The numbers the paper reports: detectors (units) and unique concepts, overall and per category.
+
+    The keys are :data:`kdinterp.study.SUMMARY_KEYS` (nested ``detectors`` and ``unique_concepts``).
+    """
     detectors = units[units["detector"]]
     return {
         "model": model,
+        "seed": seed,
         "layer": result.layer,
         "num_units": result.num_units,
         "num_images": result.num_images,

@@ -34,75 +34,61 @@ from typing import Any
 
 from torch import nn
 
-from kdinterp.config import from_mapping
+from kdinterp import study
 from kdinterp.feature_kd._base import FeatureDistiller
 from kdinterp.feature_kd.at import AT, ATOptions
 from kdinterp.feature_kd.crd import CRD, CRDOptions
 from kdinterp.feature_kd.ft import FT, FTOptions
 from kdinterp.feature_kd.sskd import SSKD, SSKDOptions
 
-__all__ = ["AT", "CRD", "FT", "METHODS", "SSKD", "ATOptions", "CRDOptions", "FTOptions", "FeatureDistiller",
-           "SSKDOptions", "build_feature_distiller", "parse_options"]
-
-#: Method name -> its options dataclass.
-METHODS: dict[str, type] = {"at": ATOptions, "ft": FTOptions, "crd": CRDOptions, "sskd": SSKDOptions}
-
-Options = ATOptions | FTOptions | CRDOptions | SSKDOptions
+__all__ = ["AT", "CRD", "FT", "SSKD", "ATOptions", "CRDOptions", "FTOptions", "FeatureDistiller", "SSKDOptions",
+           "build_feature_distiller", "check_classes", "feature_methods"]
 
 
-def parse_options(method: str, options: Mapping[str, Any] | Options | None, where: str = "options") -> Options:
-    """Validate a method's settings from ``params.yaml``.
+def feature_methods() -> list[str]:
+    """The feature-KD methods of the method table (:data:`kdinterp.study.METHODS`), in table order."""
+    return [name for name, method in study.METHODS.items() if method.distiller is not None]
 
-    Args:
-        method: ``at``, ``ft``, ``crd`` or ``sskd``.
-        options: the settings mapping (missing keys take the paper's defaults; ``None`` = all
-            defaults), or an already-built options object of the method.
-        where: dotted path of ``options`` in the parameter file, for error messages.
 
-    Returns:
-        The method's frozen options dataclass.
+def check_classes(student: nn.Module, teacher: nn.Module | None, num_classes: int) -> None:
+    """Both networks' ``fc`` output ``num_classes`` logits.
 
     Raises:
-        ValueError: unknown method.
-        kdinterp.config.ParamsError: unknown key (named with its dotted path and the closest
-            known key), wrong type, or out-of-range value.
+        ValueError: a network outputs another number of classes.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown feature-KD method '{method}'; known: {', '.join(METHODS)}")
-    cls = METHODS[method]
-    if isinstance(options, cls):
-        return options
-    return from_mapping(cls, dict(options or {}), where)
+    for role, model in (("student", student), ("teacher", teacher)):
+        fc = getattr(model, "fc", None)
+        if isinstance(fc, nn.Linear) and fc.out_features != num_classes:
+            raise ValueError(f"the {role} outputs {fc.out_features} classes, the data set has {num_classes}")
 
 
 def build_feature_distiller(method: str, student: nn.Module, teacher: nn.Module, *, temperature: float,
-                            alpha: float, options: Mapping[str, Any] | Options | None, num_classes: int,
+                            alpha: float, options: Mapping[str, Any] | Any | None, num_classes: int,
                             num_samples: int, where: str = "options") -> FeatureDistiller:
-    """Build the distiller of a feature-based KD method.
+    """Build the distiller of a feature-based KD method of the method table.
 
     Args:
-        method: ``at``, ``ft``, ``crd`` or ``sskd``.
+        method: ``at``, ``ft``, ``crd`` or ``sskd`` (:func:`feature_methods`).
         student: the student (torchvision ResNet; trained).
         teacher: the teacher (torchvision ResNet; frozen, kept in eval mode).
         temperature: KD temperature T of the logit term (SSKD: also the config's ``kl_temp``).
         alpha: the paper's alpha, weight of the logit-KD term; 0 = the method without logit KD.
-        options: the method's settings (see :func:`parse_options`).
+        options: the method's settings (:func:`kdinterp.study.parse_options`).
         num_classes: classes of the data set; both models' ``fc`` must output this many.
         num_samples: size of the training set (CRD's memory banks and negatives).
         where: dotted path of ``options`` in ``params.yaml``, for error messages.
 
     Returns:
         A :class:`FeatureDistiller`; call ``prepare`` before training (the trainer does).
+
+    Raises:
+        ValueError: not a feature method, or a network outputs another number of classes.
+        kdinterp.config.ParamsError: bad options (the message names the dotted key).
     """
-    parsed = parse_options(method, options, where)
-    for role, model in (("student", student), ("teacher", teacher)):
-        fc = getattr(model, "fc", None)
-        if isinstance(fc, nn.Linear) and fc.out_features != num_classes:
-            raise ValueError(f"the {role} outputs {fc.out_features} classes, the data set has {num_classes}")
-    if isinstance(parsed, ATOptions):
-        return AT(student, teacher, temperature, alpha, parsed)
-    if isinstance(parsed, FTOptions):
-        return FT(student, teacher, temperature, alpha, parsed)
-    if isinstance(parsed, CRDOptions):
-        return CRD(student, teacher, temperature, alpha, parsed, num_samples)
-    return SSKD(student, teacher, temperature, alpha, parsed)
+    if method not in feature_methods():
+        raise ValueError(f"unknown feature-KD method '{method}'; known: {', '.join(feature_methods())}")
+    parsed = study.parse_options(method, options, where)
+    check_classes(student, teacher, num_classes)
+    cls = study.resolve(study.METHODS[method].distiller)
+    extra = (num_samples,) if method == "crd" else ()
+    return cls(student, teacher, temperature, alpha, parsed, *extra)

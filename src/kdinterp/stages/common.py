@@ -11,9 +11,10 @@ from torch import nn
 
 from kdinterp.data import class_names
 from kdinterp.models import CheckpointError, load_model
-from kdinterp.params import ModelParams, Params
+from kdinterp.params import Params
+from kdinterp.study import Model
 
-__all__ = ["load_trained", "model_spec", "resolve_device", "sha256_file"]
+__all__ = ["load_trained", "resolve_device", "sha256_file"]
 
 
 def resolve_device(choice: str = "auto") -> torch.device:
@@ -29,19 +30,6 @@ def resolve_device(choice: str = "auto") -> torch.device:
     return torch.device(choice)
 
 
-def model_spec(params: Params, name: str) -> ModelParams:
-    """The architecture of model ``name`` (a teacher's own, or the shared student one).
-
-    Raises:
-        KeyError: ``name`` is not a model in params.yaml.
-    """
-    if name in params.teachers:
-        return params.teachers[name].model
-    if name in params.students or name in params.distilled:
-        return params.student_recipe.model
-    raise KeyError(f"'{name}' is not a model in params.yaml (models: {', '.join(params.model_names)})")
-
-
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -51,8 +39,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_trained(params: Params, name: str, path: Path) -> tuple[nn.Module, dict, list[str]]:
-    """Load model ``name`` from ``path``, checking its architecture and classes against params and data.
+def load_trained(params: Params, model: Model, path: Path) -> tuple[nn.Module, dict, list[str]]:
+    """Load ``model`` from ``path``, checking its architecture, seed and classes against params and data.
 
     Returns:
         ``(model, header, classes)`` with ``classes`` the data set's class names in logit order.
@@ -62,9 +50,13 @@ def load_trained(params: Params, name: str, path: Path) -> tuple[nn.Module, dict
             on other classes than the data set in ``params.data``.
         DataError: the data set is missing.
     """
-    model, header = load_model(path, model_spec(params, name))
+    net, header = load_model(path, model.arch)
+    seed = header["info"].get("seed")
+    if seed is not None and seed != model.seed:
+        raise CheckpointError(f"{path}: trained with seed {seed}, but {model.key} has seed {model.seed}; "
+                              f"retrain it (`dvc repro {model.stage('train')}`)")
     classes = class_names(params.data)
     if header["classes"] != classes:
         raise CheckpointError(f"{path}: trained on other classes ({len(header['classes'])}) than "
                               f"{params.data.train_dir} has ({len(classes)}); retrain it (`dvc repro`)")
-    return model, header, classes
+    return net, header, classes

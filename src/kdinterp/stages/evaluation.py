@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from kdinterp.data import build_transform, image_folder, make_loader
+from kdinterp.data import eval_loader, load_dataset
 from kdinterp.evaluate import classification_metrics, predict
 from kdinterp.io import atomic_path, write_json
 from kdinterp.params import Params
 from kdinterp.progress import log
+from kdinterp.runtime import configure_torch
 from kdinterp.stages.common import load_trained, resolve_device
+from kdinterp.study import Layout, Model
 
 __all__ = ["evaluate_model"]
 
 
-def evaluate_model(params: Params, name: str, model_path: Path, metrics: Path, predictions: Path) -> dict:
-    """Stage ``evaluate@<name>``: top-1/top-5/NLL/ECE on val; also saves the val logits for ``similarity``."""
+def evaluate_model(params: Params, model: Model, layout: Layout) -> dict:
+    """Stage ``evaluate_*@<key>``: top-1/top-5/NLL/ECE on val; also saves the val logits for ``similarity``.
+
+    Writes ``layout.metrics(model)`` (JSON: ``model``, ``seed``, ``group``, ``role`` and the metrics of
+    :func:`kdinterp.evaluate.classification_metrics`) and ``layout.predictions(model)`` (``logits
+    (N, K)`` float32, ``targets (N,)`` int64).
+    """
+    configure_torch()
     data = params.data
-    model, header, _ = load_trained(params, name, model_path)
-    loader = make_loader(image_folder(data.val_dir, build_transform(data, train=False)), data.eval_batch_size,
-                         shuffle=False, num_workers=data.num_workers)
-    logits, targets = predict(model, loader, resolve_device(), label=f"evaluate {name}")
-    result = {"model": name, "role": header["info"].get("role", ""), **classification_metrics(logits, targets)}
-    with atomic_path(predictions) as tmp:
+    net, _, _ = load_trained(params, model, layout.model_file(model))
+    loader = eval_loader(load_dataset(data, train=False), data.eval_batch_size, num_workers=data.num_workers)
+    logits, targets = predict(net, loader, resolve_device(), label=f"evaluate {model.key}")
+    result = {"model": model.name, "seed": model.seed, "group": model.group.kind, "role": model.role or "",
+              **classification_metrics(logits, targets)}
+    with atomic_path(layout.predictions(model)) as tmp:
         np.savez(tmp, logits=logits.numpy(), targets=targets.numpy())
-    write_json(metrics, result)
+    write_json(layout.metrics(model), result)
+    name = model.key
     log(f"{name}: top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}, NLL {result['nll']:.4f}, ECE {result['ece']:.4f}")
     return result

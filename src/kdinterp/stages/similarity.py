@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -11,20 +9,27 @@ from kdinterp import similarity
 from kdinterp.data import class_names
 from kdinterp.io import read_json, write_json
 from kdinterp.params import Params
+from kdinterp.study import Layout, models
 
 __all__ = ["similarity_report"]
 
 
-def similarity_report(params: Params, predictions: dict[str, Path], out: Path) -> dict:
-    """Stage ``similarity``: within-class entropy, teacher agreement and same-type mass for every model."""
+def similarity_report(params: Params, layout: Layout) -> dict:
+    """Stage ``similarity``: within-class entropy, teacher agreement and same-type mass for every model.
+
+    Reads ``layout.predictions(model)`` of every model of the study and writes ``layout.similarity``:
+    ``models: {model.key: {within_class_entropy (nats), teacher_agreement, same_type_mass}}``; teacher
+    agreement is measured against the paper-role teacher (``reference_teacher``, its key).
+    """
     classes = class_names(params.data)
     matrices = {}
-    for name, path in predictions.items():
-        with np.load(path) as saved:
-            matrices[name] = similarity.class_mean_probs(torch.from_numpy(saved["logits"]),
-                                                         torch.from_numpy(saved["targets"]), len(classes))
+    for model in models(params):
+        with np.load(layout.predictions(model)) as saved:
+            matrices[model.key] = similarity.class_mean_probs(torch.from_numpy(saved["logits"]),
+                                                              torch.from_numpy(saved["targets"]), len(classes))
     groups = _class_groups(params, classes)
-    reference = params.paper_models.get("teacher")
+    teacher = params.paper_models.get("teacher")
+    reference = next((m.key for m in models(params) if m.name == teacher), None)
     report: dict = {"entropy_unit": "nats", "reference_teacher": reference, "models": {}}
     if groups:
         report["same_type_mass_chance"] = similarity.chance_same_group_mass(groups)
@@ -35,7 +40,7 @@ def similarity_report(params: Params, predictions: dict[str, Path], out: Path) -
         if groups:
             entry["same_type_mass"] = similarity.same_group_mass(matrix, groups)
         report["models"][name] = entry
-    write_json(out, report)
+    write_json(layout.similarity, report)
     return report
 
 

@@ -40,7 +40,7 @@ from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
 from kdinterp.world.compose import (Rendered, render_class_image, render_probe_closeup, render_probe_scene,
                                     render_texture_tile)
 from kdinterp.world.coverage import coverage_table
-from kdinterp.world.params import WorldParams
+from kdinterp.world.params import WorldParams, check_vocabulary
 from kdinterp.world.saliency import SALIENCY_DIR, SALIENCY_ENCODING, encode_saliency, saliency_masks
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 
@@ -106,7 +106,7 @@ def _class_seed(params: WorldParams, split: str, cls: WorldClass, k: int) -> lis
 
 def _run_job(params: WorldParams, out_dir: Path, job: _Job) -> list[ProbeRecord]:
     """Render and write the images of one job; probe jobs return their records."""
-    catalog = build_catalog(params)
+    catalog = build_catalog(check_vocabulary(params))
     if job.split == "probe":
         n_labels = len(catalog.concepts)
         return [write_probe_image(out_dir / "probe", i, _render_probe(params, i), n_labels)
