@@ -31,10 +31,15 @@ Out = Annotated[Path, typer.Option(help="Output file or directory (as declared i
 
 @app.callback()
 def _main() -> None:
-    """Pin threads and numerics before any command imports torch (kdinterp.runtime)."""
+    """Pin threads and numerics before any command imports torch (kdinterp.runtime).
+
+    ``KDINTERP_PORTABLE=1`` also caps oneDNN and ATen at AVX2 (the same bytes on AVX2 and AVX-512 CPUs).
+    """
+    import os
+
     from kdinterp.runtime import pin_environment
 
-    pin_environment()
+    pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
 
 
 @contextlib.contextmanager
