@@ -37,7 +37,7 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
     seeds = list(params.seeds)
     assert keys == ["teacher", *[f"{name}-{seed}" for seed in seeds for name in ("scratch", "ls", "kd")]]
     kd = study.find(params, "kd", seeds[-1])
-    assert kd.teacher is study.find(params, "teacher") or kd.teacher == study.find(params, "teacher")
+    assert kd.teacher == study.find(params, "teacher")
     assert kd.teacher.seed == params.teachers["teacher"].seed
     assert kd.method == "kd" and kd.role == "kd" and kd.stage("train") == f"distill_student@kd-{seeds[-1]}"
     assert study.find(params, "scratch", seeds[0]).stage("dissect") == f"dissect_student@scratch-{seeds[0]}"
