@@ -1,4 +1,4 @@
-"""Measure the budgets on a fresh clone: `make venv`, `make data`, `dvc repro`, a second `dvc repro`, `make test`.
+"""Measure the budgets on a fresh clone: `make venv`, `make data`, `make repro`, a second `dvc repro`, `make test`.
 
 Run by hand from the repository root (takes about as long as the three commands):
 
@@ -9,7 +9,7 @@ clone's own ``.venv`` is created by ``make``; pip takes the wheels from its cach
 and prints one line per step with its wall time, then where the `dvc repro` time went: seconds per
 stage family (train, evaluate, dissect, the rest), with stage counts, from the time each "Running
 stage" line appeared, and the start-up cost of one stage process (importing torch and kdinterp).
-Targets (2 CPU cores): `dvc repro` <= 15 min, second `dvc repro` does nothing, `make test` <= 10 min.
+Targets (2 CPU cores): `make repro` <= 15 min, second `dvc repro` does nothing, `make test` <= 10 min.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run(step: str, command: list[str], cwd: Path, env: dict[str, str]) -> tuple[
 
 
 def timed_stages(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str]:
-    """Run ``dvc repro``, timestamping each "Running stage" line; return (seconds, per-stage seconds, output)."""
+    """Run ``command`` (``make repro``), timestamping each "Running stage" line; return (seconds, per-stage seconds, output)."""
     began = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, bufsize=1)
@@ -52,7 +52,7 @@ def timed_stages(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[fl
     end = time.perf_counter()
     output = "".join(lines)
     if process.returncode != 0:
-        sys.exit(f"dvc repro failed:\n{output[-3000:]}")
+        sys.exit(f"{' '.join(command)} failed:\n{output[-3000:]}")
     stages = {name: (marks[i + 1][1] if i + 1 < len(marks) else end) - start for i, (name, start) in enumerate(marks)}
     return end - began, stages, output
 
@@ -78,8 +78,8 @@ def main() -> None:
     rows.append(("make venv (create .venv)", run("make venv", ["make", "venv"], clone, env)[0]))
     rows.append(("make data (generate the concept world)", run("make data", ["make", "data"], clone, env)[0]))
     path_env = {**env, "PATH": f"{clone / '.venv' / 'bin'}:{env['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    seconds, stages, _ = timed_stages(["dvc", "repro"], clone, path_env)
-    rows.append(("dvc repro (the whole study)", seconds))
+    seconds, stages, _ = timed_stages(["make", "repro"], clone, path_env)
+    rows.append(("make repro (dvc repro: the whole study)", seconds))
     seconds, output = run("dvc repro (again)", ["dvc", "repro"], clone, path_env)
     up_to_date = "up to date" in output and "Running stage" not in output
     rows.append((f"dvc repro again ({'nothing to do' if up_to_date else 'RERAN STAGES'})", seconds))
