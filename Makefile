@@ -39,7 +39,7 @@ data: $(STAMP)  ## generate the concept world into data/ if it is missing (track
 	  git diff --quiet -- data.dvc 2>/dev/null || echo "note: data/ differs from the committed data.dvc (other params" \
 	    "or library versions?); data.dvc now records the new hash and dvc repro reruns what depends on it" >&2; fi
 
-repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=seeds5|all_students merges a profile
+repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=seeds5|all_students|dose_response merges a profile
 	@if [ -n "$(PROFILE)" ]; then kdinterp profile $(PROFILE) --params $(PARAMS); fi
 	dvc repro
 	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['

@@ -60,7 +60,7 @@ def timed_stages(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[fl
 def family(stage: str) -> str:
     """``train`` / ``evaluate`` / ``dissect`` / the stage's own name."""
     base = stage.split("@")[0]
-    if base.startswith(("train_", "distill_", "self_distill_")):
+    if base.startswith(("train_", "distill_", "self_distill_", "init_")):  # study.GROUPS' train stages
         return "train"
     return base.split("_")[0] if base.startswith(("evaluate_", "dissect_")) else base
 

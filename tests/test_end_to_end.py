@@ -69,15 +69,21 @@ def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> Non
     shown = _dvc(project, "metrics", "show").stdout
     layout = study.Layout(Path("outputs"))
     models = study.models(load_params(project / "params.yaml"))
-    assert [m.key for m in models] == ["teacher", "scratch-0", "ls-0", "kd-0", "scratch-1", "ls-1", "kd-1"]
+    assert [m.key for m in models] == ["teacher", "scratch-0", "ls-0", "kd-0", "random_init-0", "scratch-1", "ls-1",
+                                       "kd-1", "random_init-1"]
     for model in models:
         assert str(layout.metrics(model)) in shown
         assert str(layout.dissection(model, layout.SUMMARY)) in shown
     assert "top1" in shown and "num_detectors" in shown
-    for name in ("fig1_accuracy_detectors.png", "fig_detectors_per_category.png", "REPRODUCTION.md"):
+    for name in ("fig1_accuracy_detectors.png", "fig_detectors_per_category.png", "fig_sensitivity.png",
+                 "REPRODUCTION.md"):
         assert (project / "paper_figures" / name).stat().st_size > 0
     report = (project / "paper_figures" / "REPRODUCTION.md").read_text()
     assert all(f"| P{i}" in report for i in range(1, 8))
+    for section in ("## Controls", "## Sensitivity of the detector verdicts", "## How much of a detector count",
+                    "## Environment"):
+        assert section in report
+    assert "**Untrained initialisation** (`random_init`" in report and "**Rotated basis**" in report
 
 
 def test_second_repro_does_nothing(project: Path) -> None:

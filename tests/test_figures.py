@@ -20,8 +20,12 @@ from kdinterp import study
 from kdinterp.config import ParamsError, from_mapping
 from kdinterp.figures import make_figures, plot_accuracy_detectors
 from kdinterp.params import Params
-from kdinterp.reproduction import evaluate_predictions, reproduction_markdown
-from kdinterp.results import FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, FiguresInputError, load_run
+from kdinterp.predictions import evaluate_predictions
+from kdinterp.reproduction import reproduction_markdown
+from kdinterp.models import build_model, save_model
+from kdinterp.params import ModelParams
+from kdinterp.results import (FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE, FiguresInputError,
+                              load_run)
 
 IOU_THRESHOLD = 0.05
 SEEDS = (0, 1, 2)
@@ -40,20 +44,27 @@ def _det(**per_category) -> dict[str, list[int]]:
 #:   kd - scratch: top-1 +3.5/+3.6/+3.4 pp, #det +12/+13/+12, objects +8/+9/+8, entropy +.10/+.11/+.11
 #:   ls - scratch: top-1 +1/-2/+1 pp (mean 0), #det +4/+3/+5, objects +2/+2/+2, scenes +4/+3/+5
 #:   scratch - ls: entropy +.20/+.17/+.23
-#: so P1, P2, P6a, P6c, P7 hold; P4, P5 (scratch > LS fails), P6b are contradicted; P3 is inconclusive.
+#:   entropy (b): kd - scratch -.10/-.10/-.09, scratch - ls -.10/-.10/-.11
+#: so P1, P2, P6a, P6c, P7a hold; P4, P5 (scratch > LS fails), P6b, P7b are contradicted; P3 is inconclusive.
 MODELS: dict[str, dict] = {
-    "teacher": {"top1": [0.8125], "units": 256, "entropy": [1.3561], "agreement": None,
+    "teacher": {"top1": [0.8125], "units": 256, "entropy": [1.3561], "entropy_b": [2.5], "agreement": None,
                 "detectors": {"object": [30], "part": [12], "scene": [8], "material": [14], "texture": [6],
                               "color": [4]}},
-    "scratch": {"top1": [0.620, 0.600, 0.640], "units": 128, "entropy": [1.10, 1.12, 1.08], "agreement": 0.712,
+    "scratch": {"top1": [0.620, 0.600, 0.640], "units": 128, "entropy": [1.10, 1.12, 1.08],
+                "entropy_b": [2.60, 2.62, 2.58], "agreement": 0.712,
                 "detectors": _det(object=[10, 11, 9])},
-    "ls": {"top1": [0.630, 0.580, 0.650], "units": 128, "entropy": [0.90, 0.95, 0.85], "agreement": 0.655,
+    "ls": {"top1": [0.630, 0.580, 0.650], "units": 128, "entropy": [0.90, 0.95, 0.85], "entropy_b": [2.70, 2.72, 2.69],
+           "agreement": 0.655,
            "detectors": _det(object=[12, 13, 11], scene=[9, 8, 10], part=4, material=12, texture=4)},
-    "kd": {"top1": [0.655, 0.636, 0.674], "units": 128, "entropy": [1.20, 1.23, 1.19], "agreement": 0.874,
+    "random_init": {"top1": [0.04, 0.05, 0.04], "units": 128, "entropy": [3.1, 3.1, 3.1], "entropy_b": [3.0, 3.0, 3.0],
+                    "agreement": 0.01, "detectors": _det(object=0, part=0, scene=0, material=0, texture=0, color=[1, 0, 1])},
+    "kd": {"top1": [0.655, 0.636, 0.674], "units": 128, "entropy": [1.20, 1.23, 1.19], "entropy_b": [2.50, 2.52, 2.49],
+           "agreement": 0.874,
            "detectors": _det(object=[18, 20, 17], part=9, scene=4, material=13)},
 }
 EXPECTED = {"P1": "holds", "P2": "holds", "P3": "inconclusive", "P4": "contradicted", "P5": "contradicted",
-            "P6a": "holds", "P6b": "contradicted", "P6c": "holds", "P7": "holds"}
+            "P6a": "holds", "P6b": "contradicted", "P6c": "holds", "P7a": "holds",
+            "P7b": "contradicted"}
 VERDICT_ROW = r"^\| (P\d+[a-c]?(?:-\w+)?) \|.*\| \*\*(holds|contradicted|inconclusive)\*\* \|$"
 
 
@@ -74,8 +85,11 @@ def _raw(seeds: tuple[int, ...] = SEEDS) -> dict:
     }
 
 
-def _params(paper_models: dict[str, str] | None = None, seeds: tuple[int, ...] = SEEDS) -> Params:
+def _params(paper_models: dict[str, str] | None = None, seeds: tuple[int, ...] = SEEDS,
+            controls: bool = False) -> Params:
     raw = _raw(seeds)
+    if controls:
+        raw["controls"] = {"random_init": {}}
     if paper_models is not None:
         raw["paper_models"] = paper_models
     return from_mapping(Params, raw, "")
@@ -84,6 +98,29 @@ def _params(paper_models: dict[str, str] | None = None, seeds: tuple[int, ...] =
 def _dump(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+
+
+#: The grid of the sensitivity tables: at quantile 0.0025 and IoU 0.08 nothing is a detector (every
+#: prediction there is a tie, so inconclusive: a flip); elsewhere the counts scale with the main one.
+QUANTILES, THRESHOLDS = (0.0025, 0.005, 0.01), (0.02, 0.05, 0.08)
+ENVIRONMENT = {"torch": "9.9.9-test", "threads": 2, "cpu": {"vendor": "TestVendor", "model": "Test CPU", "flags": ["avx2"]}}
+
+
+def _write_sensitivity(path: Path, total: int, units: int) -> None:
+    rows = ["basis,quantile,iou_threshold,num_units,num_detectors,num_unique_concepts,mean_best_iou"]
+    for q in QUANTILES:
+        for t in THRESHOLDS:
+            count = 0 if (q, t) == (0.0025, 0.08) else round(total * 0.05 / t)
+            rows.append(f"unit,{q},{t},{units},{count},{min(count, 9)},{0.01 + 0.001 * total:.4f}")
+    rows += [f"rotated,0.005,{t},{units},{round(total * 0.05 / t) // 3},2,0.02" for t in THRESHOLDS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _model_file(path: Path) -> None:
+    """A tiny model file whose header carries :data:`ENVIRONMENT` (figures reads the header only)."""
+    spec = ModelParams("resnet10", width=4, small_input=True)
+    save_model(build_model(spec, 2), path, spec, ["a", "b"], info={"environment": ENVIRONMENT})
 
 
 def _write_outputs(root: Path, params: Params | None = None, models: dict = MODELS) -> study.Layout:
@@ -104,8 +141,13 @@ def _write_outputs(root: Path, params: Params | None = None, models: dict = MODE
             "model": model.name, "seed": model.seed, "layer": "layer4", "num_units": m["units"], "num_images": 1500,
             "quantile": 0.005, "iou_threshold": IOU_THRESHOLD, "num_detectors": sum(detectors.values()),
             "num_unique_concepts": 20 + i, "detectors": detectors,
-            "unique_concepts": {c: min(n, 3) for c, n in detectors.items()}})
-        entry = {"within_class_entropy": m["entropy"][i], "same_type_mass": 0.3}
+            "unique_concepts": {c: min(n, 3) for c, n in detectors.items()},
+            "probe_bootstrap": {"replicates": 1000, "blocks": 20, "mean": sum(detectors.values()), "sd": 1.5,
+                                "low": sum(detectors.values()) - 3, "high": sum(detectors.values()) + 3}})
+        _write_sensitivity(layout.dissection(model, study.Layout.SENSITIVITY), sum(detectors.values()), m["units"])
+        _model_file(layout.model_file(model))
+        entry = {"within_class_entropy": m["entropy"][i], "nontarget_entropy": m["entropy_b"][i],
+                 "same_type_mass": 0.3}
         if m["agreement"] is not None:
             entry["teacher_agreement"] = m["agreement"]
         similarity["models"][model.key] = entry
@@ -144,7 +186,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return root / "paper_figures", (root / "paper_figures" / REPRODUCTION_FILE).read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("name", [FIG1_FILE, PER_CATEGORY_FILE])
+@pytest.mark.parametrize("name", [FIG1_FILE, PER_CATEGORY_FILE, SENSITIVITY_FILE])
 def test_figures_are_real_pngs(generated: tuple[Path, str], name: str) -> None:
     with Image.open(generated[0] / name) as image:
         image.load()
@@ -188,7 +230,7 @@ def test_load_run_has_one_result_per_model_and_seed(tmp_path: Path) -> None:
 def test_every_prediction_gets_the_verdict_of_the_numbers(generated: tuple[Path, str]) -> None:
     md = generated[1]
     assert _verdicts(md) == EXPECTED
-    assert "Of 9 predictions in this run (n = 3 seeds per student): 5 hold, 3 contradicted, 1 inconclusive." in md
+    assert "Of 10 predictions in this run (n = 3 seeds per student): 5 hold, 4 contradicted, 1 inconclusive." in md
     assert "Verdicts come from paired 95% t-intervals over seeds" in md
 
 
@@ -212,7 +254,7 @@ def test_per_seed_table_has_every_seeds_numbers(generated: tuple[Path, str]) -> 
     rows = _rows(generated[1], "Results per model and seed", "kd")
     assert [row.split(" | ")[1] for row in rows] == ["0", "1", "2"]
     # seed 1: top-1, detectors, then object part scene material texture color, unique concepts, entropy.
-    assert "| `kd` | 1 | 63.60% | 54 / 128 | 20 | 9 | 4 | 13 | 5 | 3 | 21 | 1.2300 | 0.874 |" in rows[1]
+    assert "| `kd` | 1 | 63.60% | 54 / 128 | 20 | 9 | 4 | 13 | 5 | 3 | 21 | 1.2300 | 2.5200 | 0.874 |" in rows[1]
     (teacher,) = _rows(generated[1], "Results per model and seed", "teacher")
     assert f"| `teacher` | {TEACHER_SEED} | 81.25% | 74 / 256 |" in teacher and "reference" in teacher
 
@@ -274,17 +316,17 @@ def test_verdicts_are_computed_not_fixed(tmp_path: Path) -> None:
 
 def test_orderings_need_both_pairs(tmp_path: Path) -> None:
     # Detectors: LS now clearly below scratch, so KD > scratch > LS holds pair by pair.
-    # Entropy: scratch - LS = +.02, -.03, +.01: that pair is inconclusive, so P7 is too.
+    # Entropy: scratch - LS = +.02, -.03, +.01: that pair is inconclusive, so P7a is too.
     models = _with(ls={"detectors": {"material": [2, 3, 1], "scene": [5, 5, 5], "object": [10, 11, 9]},
                        "entropy": [1.08, 1.15, 1.07]})
     verdicts = _verdicts_for(models, tmp_path)
     assert verdicts["P5"] == "holds" and verdicts["P4"] == "holds"
-    assert verdicts["P7"] == "inconclusive"
+    assert verdicts["P7a"] == "inconclusive"
 
 
 def test_a_tie_is_inconclusive(tmp_path: Path) -> None:
     scratch = MODELS["scratch"]
-    same = {field: scratch[field] for field in ("top1", "entropy", "detectors")}
+    same = {field: scratch[field] for field in ("top1", "entropy", "entropy_b", "detectors")}
     assert set(_verdicts_for(_with(kd=same, ls=same), tmp_path).values()) == {"inconclusive"}
 
 
@@ -354,7 +396,7 @@ def test_p8_to_p11_are_checked_when_their_models_exist(tmp_path: Path) -> None:
     (P8b contradicted); T=1 has far fewer detectors than kd (P9 holds); AT gains detectors with
     logit KD (P10 holds); AT is far below scratch in accuracy (P11 contradicted)."""
     def model(top1: list[float], objects: list[int]) -> dict:
-        return {"top1": top1, "units": 128, "entropy": [1.0, 1.0, 1.0], "agreement": 0.5,
+        return {"top1": top1, "units": 128, "entropy": [1.0, 1.0, 1.0], "entropy_b": [2.0, 2.0, 2.0], "agreement": 0.5,
                 "detectors": _det(object=objects, part=0, scene=0, material=0, texture=0, color=0)}
 
     models = {**MODELS, "teacher_ls": {**MODELS["teacher"]},
@@ -376,3 +418,37 @@ def test_p8_to_p11_are_checked_when_their_models_exist(tmp_path: Path) -> None:
     assert re.search(r"^\| P11 \| at \u2212 Scratch \| top-1 \| \u22127\.00 pp \| \[\u221214\.45, \+0\.45\] \| 3 \| "
                      r"inconclusive \|$", details, re.M)
     assert "AT + logit KD" in markdown and "AT without logit KD" in markdown and "self-distilled" in markdown
+
+
+def test_controls_compare_every_model_with_the_untrained_floor_and_the_rotated_basis(tmp_path: Path) -> None:
+    params = _params(controls=True)
+    markdown = reproduction_markdown(params, load_run(params, _write_outputs(tmp_path, params)))
+    untrained, rotated = _section(markdown, "Controls").split("**Rotated basis**")
+    # kd - random_init: (52, 54, 51) - (1, 0, 1) detectors = 51, 54, 50: mean 51.7, far above 0
+    kd = next(line for line in untrained.splitlines() if line.startswith("| `kd` |"))
+    assert kd.startswith("| `kd` | 52.3 | 0.7 | +51.7 [") and kd.endswith("| holds |")
+    assert not any(line.startswith("| `random_init` |") for line in untrained.splitlines())
+    # unit 52, 54, 51 vs rotated 17, 18, 17: unit - rotated = 35, 36, 34
+    kd = next(line for line in rotated.splitlines() if line.startswith("| `kd` |"))
+    assert kd.startswith("| `kd` | 3 | 52.3 | 17.3 | +35.0 [") and kd.endswith("| holds |")
+
+
+def test_sensitivity_reports_where_a_verdict_flips(generated: tuple[Path, str]) -> None:
+    section = _section(generated[1], "Sensitivity of the detector verdicts")
+    assert "**Verdicts flip inside the bands**" in section
+    assert "P2 at q 0.0025, IoU 0.08: inconclusive" in section
+    row = next(line for line in section.splitlines() if line.startswith("| 0.005 | 0.05 (params) |"))
+    assert row == "| 0.005 | 0.05 (params) | holds | contradicted | contradicted |"  # as the main verdicts P2, P4, P5
+
+
+def test_probe_section_sets_the_probe_sd_beside_the_seed_sd(generated: tuple[Path, str]) -> None:
+    section = _section(generated[1], "How much of a detector count is the probe set's doing")
+    kd = next(line for line in section.splitlines() if line.startswith("| `kd` |"))
+    # kd detectors per seed 52, 54, 51 (sd 1.5); probe sd 1.5 each; intervals total -+ 3
+    assert kd == "| `kd` | 3 | 52.3 | 1.5 | 52.3 | 1.5 | [49, 55], [51, 57], [48, 54] |"
+
+
+def test_environment_comes_from_the_model_headers(generated: tuple[Path, str]) -> None:
+    section = _section(generated[1], "Environment")
+    assert "**Environment 1** (10 models:" in section and "| torch | 9.9.9-test |" in section
+    assert "| CPU | TestVendor Test CPU" in section

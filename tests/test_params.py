@@ -62,13 +62,22 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         load_params(tmp_path / "nope.yaml")
 
 
+def _top_keys(profile: Path) -> set[str]:
+    """The params sections a profile sets, its includes' included."""
+    overlay = yaml.safe_load(profile.read_text()) or {}
+    keys = set(overlay) - {"include"}
+    for name in overlay.get("include", []):
+        keys |= _top_keys(profile.parent / f"{name}.yaml")
+    return keys
+
+
 @pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
 def test_profiles_change_only_what_they_list(tmp_path: Path, profile: str) -> None:
     """A profile is an overlay: applying it keeps every other key and every comment of params.yaml."""
     target = tmp_path / "params.yaml"
     target.write_text((ROOT / "params.yaml").read_text())
     changed = apply_profile(ROOT / "profiles" / f"{profile}.yaml", target)
-    overlay = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
+    overlay = _top_keys(ROOT / "profiles" / f"{profile}.yaml")
     assert changed and all(key.split(".")[0] in overlay for key in changed)
     before, after = yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(target.read_text())
     assert {k: v for k, v in after.items() if k not in overlay} == {k: v for k, v in before.items() if k not in overlay}
@@ -88,6 +97,22 @@ def test_all_students_profile_has_every_method_with_and_without_logit_kd(tmp_pat
     for method in methods - {"kd"}:
         alphas = {spec.alpha > 0 for spec in params.distilled.values() if spec.method == method}
         assert alphas == {False, True}, method  # with and without logit KD
+
+
+def test_an_included_profile_is_merged_first_and_loops_are_refused(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((ROOT / "params.yaml").read_text())
+    changed = apply_profile(ROOT / "profiles" / "dose_response.yaml", target)
+    params = _load(target)
+    assert "teachers.teacher_ls" in changed and params.teachers["teacher_ls"].label_smoothing == 0.1
+    assert {params.distilled[n].teacher for n in ("kdls_t1", "kdls_t8")} == {"teacher_ls"}
+    (tmp_path / "a.yaml").write_text("include: [b]\n")
+    (tmp_path / "b.yaml").write_text("include: [a]\n")
+    with pytest.raises(ParamsError, match="include each other in a loop"):
+        apply_profile(tmp_path / "a.yaml", target)
+    (tmp_path / "c.yaml").write_text("include: ls_teacher\n")
+    with pytest.raises(ParamsError, match="include must be a list of profile names"):
+        apply_profile(tmp_path / "c.yaml", target)
 
 
 def test_a_bad_profile_leaves_params_untouched(tmp_path: Path) -> None:

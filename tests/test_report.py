@@ -104,7 +104,7 @@ def run(tmp_path: Path) -> tuple[Params, study.Layout, Path]:
     probe = _probe(tmp_path / "probe")
     base = load_params(ROOT / "params.yaml")
     params = dataclasses.replace(
-        base, seeds=SEEDS, teachers={}, distilled={}, self_distilled={},
+        base, seeds=SEEDS, teachers={}, distilled={}, self_distilled={}, controls={},
         students={"scratch": base.students["scratch"], "ls": base.students["ls"]},
         paper_models={"scratch": "scratch", "ls": "ls"},
         dissection=dataclasses.replace(base.dissection, broden_dir=str(probe), categories=CATEGORIES))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdinterp.similarity import (chance_same_group_mass, class_mean_probs, same_group_mass, similarity_agreement,
-                                 within_class_entropy)
+from kdinterp.similarity import (chance_same_group_mass, class_mean_probs, nontarget_entropy, same_group_mass,
+                                 similarity_agreement, within_class_entropy)
 
 
 def test_class_mean_probs_and_entropy_by_hand() -> None:
@@ -21,6 +21,15 @@ def test_class_mean_probs_and_entropy_by_hand() -> None:
     expected = (-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) + math.log(3)
                 - (0.4 * math.log(0.2) + 0.6 * math.log(0.6))) / 3
     assert within_class_entropy(matrix) == pytest.approx(expected, rel=1e-6)
+    # (b): the non-target rows renormalised: (1, 0) -> 0; (1/3, 1/3) and (0.2, 0.2) -> (1/2, 1/2) -> log 2
+    assert nontarget_entropy(matrix) == pytest.approx(2 * math.log(2) / 3, rel=1e-6)
+
+
+def test_candidate_b_ignores_confidence_where_a_does_not() -> None:
+    shape = np.array([[0.0, 0.6, 0.3, 0.1], [0.6, 0.0, 0.3, 0.1], [0.3, 0.3, 0.0, 0.4], [0.1, 0.3, 0.6, 0.0]])
+    unsure, sure = (np.eye(4) * p + shape * (1 - p) for p in (0.4, 0.9))  # same non-target shape, other confidence
+    assert within_class_entropy(sure) < within_class_entropy(unsure) - 0.3
+    assert nontarget_entropy(sure) == pytest.approx(nontarget_entropy(unsure), rel=1e-12)
 
 
 def test_class_without_images_is_an_error() -> None:

@@ -12,7 +12,7 @@ import yaml
 
 from kdinterp import study
 from kdinterp.config import from_mapping
-from kdinterp.models import CheckpointError, build_model, read_header, save_model
+from kdinterp.models import CheckpointError, build_model, load_model, read_header, save_model
 from kdinterp.params import ModelParams, Params
 from kdinterp.stages import training
 
@@ -69,6 +69,12 @@ def test_students_of_one_seed_start_alike_and_seeds_differ(tiny_folders, tmp_pat
     same = all(torch.equal(starts["scratch-3"][k], starts["ls-3"][k]) for k in starts["scratch-3"])
     different = any(not torch.equal(starts["scratch-3"][k], starts["scratch-4"][k]) for k in starts["scratch-3"])
     assert same and different
+    control = _train(params, layout, "random_init", 3)  # the control of seed 3: those weights, never trained
+    assert not layout.history(control).exists() and not layout.checkpoints(control).exists()
+    net, _ = load_model(layout.model_file(control), params.student_recipe.model)
+    saved = net.state_dict()
+    assert all(torch.equal(saved[k], starts["scratch-3"][k]) for k in starts["scratch-3"])
+    assert read_header(layout.model_file(control))["info"]["group"] == "control"
 
 
 def test_teacher_of_the_wrong_architecture_is_refused(tiny_folders, tmp_path: Path) -> None:

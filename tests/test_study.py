@@ -35,12 +35,16 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
     models = study.models(params)
     keys = [m.key for m in models]
     seeds = list(params.seeds)
-    assert keys == ["teacher", *[f"{name}-{seed}" for seed in seeds for name in ("scratch", "ls", "kd")]]
+    assert keys == ["teacher", *[f"{name}-{seed}" for seed in seeds for name in ("scratch", "ls", "kd", "random_init")]]
     kd = study.find(params, "kd", seeds[-1])
     assert kd.teacher == study.find(params, "teacher")
     assert kd.teacher.seed == params.teachers["teacher"].seed
     assert kd.method == "kd" and kd.role == "kd" and kd.stage("train") == f"distill_student@kd-{seeds[-1]}"
     assert study.find(params, "scratch", seeds[0]).stage("dissect") == f"dissect_student@scratch-{seeds[0]}"
+    control = study.find(params, "random_init", seeds[0])
+    assert (control.stage("train"), control.stage("dissect"), control.group.trained, control.arch) == (
+        f"init_control@random_init-{seeds[0]}", f"dissect_control@random_init-{seeds[0]}", False,
+        params.student_recipe.model)
 
 
 def test_self_distillation_takes_the_student_of_the_same_seed(params) -> None:
@@ -92,12 +96,10 @@ def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc
     layout = study.Layout()
     expected = {}
     for model in study.models(params):
-        expected[model.stage("train")] = [str(layout.model_file(model)), str(layout.checkpoints(model)),
-                                          str(layout.history(model))]
+        expected[model.stage("train")] = [str(layout.model_file(model))] + (
+            [str(layout.checkpoints(model)), str(layout.history(model))] if model.group.trained else [])
         expected[model.stage("evaluate")] = [str(layout.predictions(model)), str(layout.metrics(model))]
-        expected[model.stage("dissect")] = [str(layout.dissection(model, f)) for f in
-                                            (layout.THRESHOLDS, layout.TALLY, layout.UNITS, layout.TOP_IMAGES,
-                                             layout.SUMMARY)]
+        expected[model.stage("dissect")] = [str(layout.dissection(model, f)) for f in layout.DISSECTION_FILES]
     per_model = {name: stage for name, stage in dvc_stages.items() if "@" in name}
     assert set(per_model) == set(expected)
     for name, outs in expected.items():
@@ -114,7 +116,7 @@ def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc
 
 def _family(stage: str) -> str:
     base = stage.split("@")[0]
-    if base.startswith(("train_", "distill_", "self_distill_")):
+    if base in {group.train_stage for group in study.GROUPS}:
         return "train"
     return base.split("_")[0] if base.startswith(("evaluate_", "dissect_")) else base
 

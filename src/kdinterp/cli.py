@@ -187,6 +187,21 @@ def figures(outputs: Outputs = Path("outputs"), out: Out = Path("paper_figures")
         make_figures(_params(params), Layout(outputs), out)
 
 
+@app.command("dose-response")
+def dose_response(outputs: Outputs = Path("outputs"),
+                  out: Annotated[Path, typer.Option(help="Folder for the table, figure and README.")] = Path(
+                      "docs/dose_response"),
+                  params: Params = Path("params.yaml")) -> None:
+    """Write the dose-response curve of a run of profiles/dose_response.yaml (not a DVC stage; run it by hand)."""
+    from kdinterp.dose_response import write_dose_response
+    from kdinterp.study import Layout
+
+    command = (f"make repro PROFILE=dose_response && kdinterp dose-response --outputs {outputs} --out {out}"
+               + ("" if params == Path("params.yaml") else f" --params {params}"))
+    with _errors():
+        write_dose_response(_params(params), Layout(outputs), out, command)
+
+
 @app.command()
 def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report"),
            params: Params = Path("params.yaml")) -> None:

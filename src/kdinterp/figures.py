@@ -7,6 +7,8 @@ Outputs (in ``out``, normally ``paper_figures/``):
   paper's ImageNet values.
 * ``fig_detectors_per_category.png``: detectors per Broden category for every dissected model,
   mean over seeds with each seed as a dot.
+* ``fig_sensitivity.png``: detectors against the IoU threshold per activation quantile, with seed
+  bands and the rotated-basis control (:func:`plot_sensitivity`).
 * ``REPRODUCTION.md`` (:mod:`kdinterp.reproduction`): what was run, the results per model and per
   seed, and the paper's predictions with verdicts from paired t-intervals over seeds.
 
@@ -29,10 +31,10 @@ from kdinterp.io import atomic_path, write_text
 from kdinterp.params import Params
 from kdinterp.reproduction import reproduction_markdown
 from kdinterp.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NUM_UNITS, PAPER_TOP1_PERCENT,
-                              PER_CATEGORY_FILE, REPRODUCTION_FILE, ROLE_LABELS, STUDENT_ROLES, Metric, RunResults,
-                              load_run, signed)
+                              PER_CATEGORY_FILE, REPRODUCTION_FILE, ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES,
+                              Metric, RunResults, load_run, signed)
 
-__all__ = ["make_figures", "plot_accuracy_detectors", "plot_detectors_per_category"]
+__all__ = ["make_figures", "plot_accuracy_detectors", "plot_detectors_per_category", "plot_sensitivity"]
 
 _STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "axes.spines.top": False,
           "axes.spines.right": False, "legend.frameon": False}
@@ -221,13 +223,63 @@ def plot_detectors_per_category(params: Params, run: RunResults) -> Figure:
     return fig
 
 
+def plot_sensitivity(params: Params, run: RunResults) -> Figure:
+    """Detectors against the IoU threshold, one panel per activation quantile, with seed bands.
+
+    Per model: each seed as a thin line with dots, the mean over seeds as a thick line and its 95%
+    t-interval as a band; the rotated-basis control (dashed) in the panel of the params' quantile.
+    The params' IoU threshold is marked.
+
+    Args:
+        params: for the title (data).
+        run: this run's results (``ModelResult.sensitivity``).
+
+    Returns:
+        The figure (not saved).
+    """
+    common = set.intersection(*(set(m.sensitivity) for m in run.models.values()))
+    quantiles = sorted({k[1] for k in common if k[0] == "unit"})
+    thresholds = sorted({k[2] for k in common if k[0] == "unit"})
+    fig = Figure(figsize=(4.2 * len(quantiles) + 1.5, 4.6), dpi=_DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(quantiles), sharey=True))
+    for ax, q in zip(axes, quantiles, strict=True):
+        for name in run.names:
+            seeds, color = run.seeds_of(name), run.colors[name]
+            for basis, style in (("unit", "-"), ("rotated", "--")):
+                if basis == "rotated" and not (np.isclose(q, run.quantile)
+                                               and all((basis, q, t) in m.sensitivity for m in seeds for t in thresholds)):
+                    continue
+                values = np.array([[m.sensitivity[basis, q, t][0] for t in thresholds] for m in seeds], float)
+                mean = values.mean(0)
+                if len(seeds) > 1:
+                    bands = [statistics.t_interval(values[:, j]) for j in range(len(thresholds))]
+                    ax.fill_between(thresholds, [b.low for b in bands], [b.high for b in bands], color=color,
+                                    alpha=0.15 if basis == "unit" else 0.08, linewidth=0)
+                    for row in values:
+                        ax.plot(thresholds, row, style, color=color, linewidth=0.6, alpha=0.5, marker=".",
+                                markersize=3)
+                label = f"{seeds[0].label}" + (" (rotated basis)" if basis == "rotated" else "")
+                ax.plot(thresholds, mean, style, color=color, linewidth=2.0, label=label if ax is axes[0] else None)
+        ax.axvline(run.iou_threshold, color="#888888", linewidth=0.8, linestyle=":")
+        ax.set_title(f"quantile {q:g}" + (" (params)" if np.isclose(q, run.quantile) else ""))
+        ax.set_xlabel("IoU threshold")
+        ax.grid(color="#eeeeee", linewidth=0.8)
+        ax.set_axisbelow(True)
+    axes[0].set_ylabel(f"Concept detectors ({run.layer} units)")
+    fig.legend(loc="outside right center", fontsize=8.5)
+    fig.suptitle(f"Sensitivity of the detector count ({_data_name(params)}, {_seeds_text(run)})\n"
+                 "thick line: mean over seeds; band: 95% t-interval; thin lines: each seed; dashed: rotated basis; "
+                 "dotted: the params' IoU threshold", fontsize=10)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
 
 
 def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
-    """Stage ``figures``: write the two figures and ``REPRODUCTION.md`` into ``out``.
+    """Stage ``figures``: write the three figures and ``REPRODUCTION.md`` into ``out``.
 
     Every input is read and checked before anything is written.
 
@@ -244,7 +296,8 @@ def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
     run = load_run(params, layout)
     out = Path(out)
     figures: dict[str, Callable[[Params, RunResults], Figure]] = {
-        FIG1_FILE: plot_accuracy_detectors, PER_CATEGORY_FILE: plot_detectors_per_category}
+        FIG1_FILE: plot_accuracy_detectors, PER_CATEGORY_FILE: plot_detectors_per_category,
+        SENSITIVITY_FILE: plot_sensitivity}
     with matplotlib.rc_context(_STYLE):
         for name, draw in figures.items():
             _save(draw(params, run), out / name)

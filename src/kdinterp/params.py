@@ -19,6 +19,7 @@ from kdinterp.config import ParamsError, from_mapping
 
 __all__ = [
     "CATEGORIES",
+    "ControlParams",
     "DataParams",
     "DissectionParams",
     "DistilledParams",
@@ -26,6 +27,7 @@ __all__ = [
     "OptimParams",
     "Params",
     "ParamsError",
+    "SensitivityParams",
     "StudentParams",
     "StudentRecipe",
     "TeacherParams",
@@ -218,6 +220,44 @@ class DistilledParams:
 
 
 @dataclass(frozen=True)
+class ControlParams:
+    """A control model: the student recipe's architecture at a seed's initialisation, never trained.
+
+    ``init``: ``random``, the only kind: the weights every student of that seed starts from
+    (``torch.manual_seed(seed)`` before the model is built), so its dissection is the floor that
+    training raises (Bau et al., CVPR 2017, §3.2, dissect randomly initialised networks the same way).
+    """
+
+    init: Literal["random"] = "random"
+
+
+@dataclass(frozen=True)
+class SensitivityParams:
+    """What the dissect stage adds to the main tally (``sensitivity.csv`` and the summary's ``probe_bootstrap``).
+
+    ``quantiles``: further tallies at these threshold quantiles (the main ``dissection.quantile`` is
+    always tallied). ``iou_thresholds``: the grid at which every tally's detectors are counted.
+    ``rotation_seed``: the rotated-basis control (Bau et al. 2017 §3.2), the layer output times a
+    random orthogonal matrix drawn with this seed, tallied at the main quantile; null: off.
+    ``bootstrap_replicates`` resamplings of ``bootstrap_blocks`` blocks of probe images for the
+    probe bootstrap of the detector count.
+    """
+
+    quantiles: tuple[float, ...] = (0.0025, 0.005, 0.01)
+    iou_thresholds: tuple[float, ...] = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10)
+    rotation_seed: int | None = 0
+    bootstrap_replicates: int = 1000
+    bootstrap_blocks: int = 20
+
+    def __post_init__(self) -> None:
+        _check(all(0.0 < q < 0.5 for q in self.quantiles), f"quantiles must be in (0, 0.5), got {self.quantiles}")
+        _check(bool(self.iou_thresholds) and all(0.0 < t <= 1.0 for t in self.iou_thresholds),
+               f"iou_thresholds must be a non-empty list in (0, 1], got {self.iou_thresholds}")
+        _check(self.bootstrap_replicates >= 2, f"bootstrap_replicates must be >= 2, got {self.bootstrap_replicates}")
+        _check(self.bootstrap_blocks >= 2, f"bootstrap_blocks must be >= 2, got {self.bootstrap_blocks}")
+
+
+@dataclass(frozen=True)
 class DissectionParams:
     """Network Dissection of one layer on a Broden-layout probe set (NetDissect-Lite semantics).
 
@@ -239,6 +279,7 @@ class DissectionParams:
     quantile_convention: Literal["exact", "lite"] = "exact"
     activation_rule: Literal["lite", "netdissect"] = "lite"
     top_images: int = 8
+    sensitivity: SensitivityParams = field(default_factory=SensitivityParams)
 
     def __post_init__(self) -> None:
         _check(0.0 < self.quantile < 0.5, f"quantile must be in (0, 0.5), got {self.quantile}")
@@ -263,6 +304,7 @@ class Params:
     distilled: dict[str, DistilledParams]
     dissection: DissectionParams
     self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
+    controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -5,6 +5,9 @@
 old one; a key the default lacks is added), keeps the file's comments and order (ruamel.yaml round
 trip, the YAML library DVC itself uses), validates the result, and only then replaces the file.
 ``git checkout params.yaml`` goes back to the default.
+
+A profile may start with ``include: [other, ...]``: those profiles (same folder) are merged first,
+in order, so a shared piece (``ls_teacher``: the label-smoothed teacher) has one owner.
 """
 
 from __future__ import annotations
@@ -72,10 +75,9 @@ def apply_profile(profile: Path, params: Path) -> list[str]:
         raise FileNotFoundError(f"{params}: parameter file not found (run from the repository root)")
     yaml = _yaml()
     base: Any = yaml.load(params.read_text(encoding="utf-8"))
-    overlay: Any = yaml.load(profile.read_text(encoding="utf-8")) or CommentedMap()
-    if not isinstance(overlay, dict):
-        raise ParamsError(f"{profile}: expected a mapping of params.yaml keys")
-    changed = merge(base, overlay)
+    changed = []
+    for overlay in _overlays(profile, yaml, ()):
+        changed += merge(base, overlay)
     buffer = io.StringIO()
     yaml.dump(base, buffer)
     text = buffer.getvalue()
@@ -83,6 +85,29 @@ def apply_profile(profile: Path, params: Path) -> list[str]:
     with atomic_path(params) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return changed
+
+
+def _overlays(profile: Path, yaml: YAML, seen: tuple[Path, ...]) -> list[dict]:
+    """``profile``'s included overlays (recursively, in order), then its own keys without ``include``.
+
+    Raises:
+        FileNotFoundError: an included profile is missing.
+        ParamsError: the file is not a mapping, ``include`` is not a list of names, or includes loop.
+    """
+    if profile in seen:
+        raise ParamsError(f"{profile}: profiles include each other in a loop ({' -> '.join(p.stem for p in seen)})")
+    if not profile.is_file():
+        raise FileNotFoundError(f"{profile}: no such profile (included by {seen[-1]})")
+    overlay: Any = yaml.load(profile.read_text(encoding="utf-8")) or CommentedMap()
+    if not isinstance(overlay, dict):
+        raise ParamsError(f"{profile}: expected a mapping of params.yaml keys")
+    includes = overlay.pop("include", [])
+    if not isinstance(includes, list) or not all(isinstance(name, str) for name in includes):
+        raise ParamsError(f"{profile}: include must be a list of profile names, e.g. include: [ls_teacher]")
+    out = []
+    for name in includes:
+        out += _overlays(profile.parent / f"{name}.yaml", yaml, (*seen, profile))
+    return [*out, overlay]
 
 
 def _validate(text: str, profile: Path) -> None:

@@ -23,17 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from kdinterp import study
 from kdinterp.io import read_json
+from kdinterp.models import CheckpointError, read_header
 from kdinterp.params import Params, ParamsError
 
-__all__ = ["FIG1_FILE", "PER_CATEGORY_FILE", "REPRODUCTION_FILE", "FiguresInputError", "ModelResult", "RunResults",
+__all__ = ["FIG1_FILE", "PER_CATEGORY_FILE", "REPRODUCTION_FILE", "SENSITIVITY_FILE", "FiguresInputError", "ModelResult", "RunResults",
            "load_run", "model_colors", "model_order", "ordered_models", "require_input", "signed"]
 
 #: The files stage ``figures`` writes into ``paper_figures/``.
 FIG1_FILE = "fig1_accuracy_detectors.png"
 PER_CATEGORY_FILE = "fig_detectors_per_category.png"
+SENSITIVITY_FILE = "fig_sensitivity.png"
 REPRODUCTION_FILE = "REPRODUCTION.md"
 
 #: The paper's roles, in the order of its Figure 1: (a) scratch, (b) KD, (c) LS.
@@ -84,9 +87,14 @@ class ModelResult:
         num_detectors: units whose best concept has IoU >= the threshold.
         num_unique_concepts: distinct concepts among the detectors.
         detectors: detectors per category.
-        within_class_entropy: nats.
+        within_class_entropy: nats, candidate (a) of research/paper.md §5 (:mod:`kdinterp.similarity`).
+        nontarget_entropy: nats, candidate (b): the non-target classes only, renormalised.
         teacher_agreement: correlation with the reference teacher's class similarities (None for it).
         same_type_mass: share of non-target probability on same-type classes, when measured.
+        probe_bootstrap: the summary's ``probe_bootstrap`` (detectors over resampled probe sets:
+            ``mean``, ``sd``, ``low``, ``high``, ``replicates``, ``blocks``).
+        sensitivity: ``(basis, quantile, iou_threshold) -> (num_detectors, mean_best_iou)`` from
+            ``sensitivity.csv`` (:mod:`kdinterp.dissection.sensitivity`).
     """
 
     key: str
@@ -103,8 +111,11 @@ class ModelResult:
     num_unique_concepts: int
     detectors: dict[str, int]
     within_class_entropy: float
+    nontarget_entropy: float
     teacher_agreement: float | None
     same_type_mass: float | None
+    probe_bootstrap: dict[str, float]
+    sensitivity: dict[tuple[str, float, float], tuple[int, float]]
 
     @property
     def label(self) -> str:
@@ -136,6 +147,8 @@ class RunResults:
         validation_success: the ``validate`` report's ``success`` (None when it has no such key).
         validation_tables: how many tables the ``validate`` report covers.
         same_type_mass_chance: same-type mass of a model blind to class similarity, when measured.
+        environments: model key -> the environment that produced its weights (the model header's
+            ``info.environment``, :func:`kdinterp.runtime.environment_record`; None if not recorded).
     """
 
     models: dict[str, ModelResult]
@@ -151,6 +164,7 @@ class RunResults:
     validation_success: bool | None
     validation_tables: int
     same_type_mass_chance: float | None
+    environments: dict[str, dict | None]
 
     @property
     def names(self) -> list[str]:
@@ -266,6 +280,16 @@ def ordered_models(params: Params) -> list[study.Model]:
                                                        else -1))
 
 
+def _sensitivity(path: Path, stage: str) -> dict[tuple[str, float, float], tuple[int, float]]:
+    """``sensitivity.csv`` as ``(basis, quantile, iou_threshold) -> (num_detectors, mean_best_iou)``."""
+    table = pd.read_csv(require_input(path, stage, "figures"))
+    missing = [c for c in study.SENSITIVITY_COLUMNS if c not in table.columns]
+    if missing:
+        raise FiguresInputError(f"{path}: columns {missing} are missing; rerun `dvc repro -f -s {stage}`")
+    return {(row.basis, round(float(row.quantile), 10), round(float(row.iou_threshold), 10)):
+            (int(row.num_detectors), float(row.mean_best_iou)) for row in table.itertuples()}
+
+
 def _check_seed(data: dict, path: Path, stage: str, model: study.Model) -> None:
     seed = _get(data, "seed", path, stage)
     if seed != model.seed:
@@ -305,8 +329,11 @@ def _model_result(params: Params, layout: study.Layout, model: study.Model,
         num_unique_concepts=int(_get(summary, "num_unique_concepts", summary_path, dissect)),
         detectors={c: int(n) for c, n in _get(summary, "detectors", summary_path, dissect).items()},
         within_class_entropy=float(_get(sim, "within_class_entropy", layout.similarity, "similarity")),
+        nontarget_entropy=float(_get(sim, "nontarget_entropy", layout.similarity, "similarity")),
         teacher_agreement=sim.get("teacher_agreement"),
         same_type_mass=sim.get("same_type_mass"),
+        probe_bootstrap=dict(_get(summary, "probe_bootstrap", summary_path, dissect)),
+        sensitivity=_sensitivity(layout.dissection(model, study.Layout.SENSITIVITY), dissect),
     )
     return result, summary
 
@@ -357,7 +384,18 @@ def load_run(params: Params, layout: study.Layout) -> RunResults:
         validation_success=validation.get("success"),
         validation_tables=len(validation.get("tables", [])),
         same_type_mass_chance=similarity.get("same_type_mass_chance"),
+        environments={model.key: _environment(layout.model_file(model), model.stage("train"))
+                      for model in ordered_models(params)},
     )
+
+
+def _environment(path: Path, stage: str) -> dict | None:
+    """The ``info.environment`` of a model file's header (the header only; the weights are not read)."""
+    try:
+        header = read_header(require_input(path, stage, "figures"))
+    except CheckpointError as err:
+        raise FiguresInputError(str(err)) from err
+    return header.get("info", {}).get("environment")
 
 
 def signed(value: float, fmt: str) -> str:

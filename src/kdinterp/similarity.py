@@ -1,12 +1,21 @@
 """Class-similarity information in a model's outputs (paper §5 of ``research/paper.md``).
 
 The paper reports the "entropy of the model's output distribution within the same class"
-(KD 2.9041 > scratch 2.8986 > LS 2.6040 on ImageNet) without its formula. We use candidate (a) of
-``research/paper.md`` §5 and document it:
+(KD 2.9041 > scratch 2.8986 > LS 2.6040 on ImageNet) without its formula. ``research/paper.md`` §5
+lists two candidates; kdinterp computes both:
 
 * ``class_mean_probs``: ``M[c] = mean over validation images x of class c of softmax(z(x))``,
   a ``(K, K)`` row-stochastic matrix (row = true class, column = predicted class).
-* ``within_class_entropy = (1 / K) * sum_c H(M[c])`` in nats, ``H(p) = -sum_k p_k log p_k``.
+* candidate (a), ``within_class_entropy = (1 / K) * sum_c H(M[c])`` in nats,
+  ``H(p) = -sum_k p_k log p_k``. This was kdinterp's definition from its first commit, chosen
+  before any result was seen;
+* candidate (b), ``nontarget_entropy = (1 / K) * sum_c H(N[c])`` in nats, where ``N[c]`` is row
+  ``M[c]`` without its diagonal entry, renormalised to sum to 1 (:func:`nontarget_distribution`).
+  Added after (a)'s results were known (issue "Every claim with a confidence interval"); both are
+  reported, neither is picked.
+
+(a) mixes confidence with similarity: a model that is less sure of the true class scores higher.
+(b) measures only how the remaining mass spreads over the other classes.
 
 A model that spreads probability over similar classes has a higher value. Two further measures
 use the non-target part of ``M`` (each row without its diagonal entry, renormalised to sum to 1),
@@ -23,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["chance_same_group_mass", "class_mean_probs", "nontarget_distribution", "same_group_mass",
-           "similarity_agreement", "within_class_entropy"]
+__all__ = ["chance_same_group_mass", "class_mean_probs", "nontarget_distribution", "nontarget_entropy",
+           "same_group_mass", "similarity_agreement", "within_class_entropy"]
 
 
 def class_mean_probs(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> np.ndarray:
@@ -49,10 +58,22 @@ def class_mean_probs(logits: torch.Tensor, targets: torch.Tensor, num_classes: i
     return (sums / counts[:, None]).numpy()
 
 
+def _entropy(rows: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row of a row-stochastic ``(K, M)`` array: ``(K,)``."""
+    return -(rows * np.log(np.clip(rows, 1e-300, 1.0))).sum(1)
+
+
 def within_class_entropy(mean_probs: np.ndarray) -> float:
-    """Mean over classes of the entropy (nats) of the class-mean prediction ``(K, K)``."""
-    p = np.clip(mean_probs, 1e-300, 1.0)
-    return float(np.mean(-(mean_probs * np.log(p)).sum(1)))
+    """Candidate (a): mean over classes of the entropy (nats) of the class-mean prediction ``(K, K)``."""
+    return float(np.mean(_entropy(mean_probs)))
+
+
+def nontarget_entropy(mean_probs: np.ndarray) -> float:
+    """Candidate (b): mean over classes of the entropy (nats) of the renormalised non-target part of ``(K, K)``.
+
+    At most ``log(K - 1)`` (uniform over the other classes).
+    """
+    return float(np.mean(_entropy(nontarget_distribution(mean_probs))))
 
 
 def nontarget_distribution(mean_probs: np.ndarray) -> np.ndarray:

@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdinterp.config import ParamsError, from_mapping
-from kdinterp.params import (CATEGORIES, DistilledParams, ModelParams, OptimParams, Params, StudentParams,
-                             TeacherParams)
+from kdinterp.params import (CATEGORIES, ControlParams, DistilledParams, ModelParams, OptimParams, Params,
+                             StudentParams, TeacherParams)
 
 if TYPE_CHECKING:
     from torch import nn
 
     from kdinterp.distill import Distiller
 
-__all__ = ["GROUPS", "METHODS", "ROLES", "STAGE_MODULES", "SUMMARY_KEYS", "TALLY_COLUMNS", "UNITS_COLUMNS", "Group",
-           "Layout", "Method", "Model", "check", "find", "models", "parse_options", "resolve"]
+__all__ = ["GROUPS", "METHODS", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS", "TALLY_COLUMNS",
+           "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find", "models", "parse_options", "resolve"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
@@ -56,6 +56,8 @@ class Group:
         per_seed: one model per seed of ``params.seeds`` (a ``matrix`` stage) or one per entry
             (teachers: a ``foreach`` stage, seed from the entry).
         teacher_from: the section its teachers come from (None: trained from labels).
+        trained: False for controls: the train stage only writes the initial weights (no history,
+            no checkpoints).
     """
 
     section: str
@@ -63,6 +65,7 @@ class Group:
     train_stage: str
     per_seed: bool
     teacher_from: str | None = None
+    trained: bool = True
 
 
 GROUPS: tuple[Group, ...] = (
@@ -70,6 +73,7 @@ GROUPS: tuple[Group, ...] = (
     Group("students", "student", "train_student", per_seed=True),
     Group("distilled", "distilled", "distill_student", per_seed=True, teacher_from="teachers"),
     Group("self_distilled", "self_distilled", "self_distill_student", per_seed=True, teacher_from="students"),
+    Group("controls", "control", "init_control", per_seed=True, trained=False),
 )
 _GROUP = {g.section: g for g in GROUPS}
 
@@ -84,7 +88,7 @@ class Model:
         seed: fixes its initialisation, data order and augmentation.
         arch: its architecture.
         optim: its training recipe.
-        method: its key in :data:`METHODS`.
+        method: its key in :data:`METHODS` (``ce`` for a control: the recipe it would be trained with).
         recipe: its own params entry.
         role: its paper role (``params.paper_models``), or None.
         teacher: the model it distils from (same seed for self-distillation), or None.
@@ -96,7 +100,7 @@ class Model:
     arch: ModelParams
     optim: OptimParams
     method: str
-    recipe: TeacherParams | StudentParams | DistilledParams
+    recipe: TeacherParams | StudentParams | DistilledParams | ControlParams
     role: str | None = None
     teacher: Model | None = None
 
@@ -120,7 +124,7 @@ def models(params: Params) -> list[Model]:
 
     Returns:
         Teachers (one each), then for every seed of ``params.seeds``: the students, the distilled
-        and the self-distilled students of that seed.
+        and the self-distilled students, and the controls of that seed.
 
     Raises:
         ParamsError: see :func:`check`.
@@ -141,6 +145,9 @@ def models(params: Params) -> list[Model]:
                 source = params.teachers[spec.teacher].seed if section == "distilled" else seed
                 out[name, seed] = Model(name, _GROUP[section], seed, recipe.model, recipe.optim, spec.method, spec,
                                         roles.get(name), out[spec.teacher, source])
+        for name, spec in params.controls.items():
+            out[name, seed] = Model(name, _GROUP["controls"], seed, recipe.model, recipe.optim, "ce", spec,
+                                    roles.get(name))
     return list(out.values())
 
 
@@ -284,13 +291,18 @@ TALLY_COLUMNS: tuple[str, ...] = (
 #: ``units.csv``: one row per unit; its best concept overall and per category.
 UNITS_COLUMNS: tuple[str, ...] = (("unit", "concept", "concept_id", "category", "iou", "detector")
                                   + tuple(f"{c}_{what}" for c in CATEGORIES for what in ("concept", "iou")))
+#: ``sensitivity.csv``: one row per (basis, quantile, IoU threshold) (:mod:`kdinterp.dissection.sensitivity`).
+SENSITIVITY_COLUMNS: tuple[str, ...] = ("basis", "quantile", "iou_threshold", "num_units", "num_detectors",
+                                        "num_unique_concepts", "mean_best_iou")
 #: ``summary.json`` keys determined by ``units.csv`` (nested keys flattened with a dot).
 SUMMARY_COUNTS: tuple[str, ...] = (("num_detectors", "num_unique_concepts")
                                    + tuple(f"detectors.{c}" for c in CATEGORIES)
                                    + tuple(f"unique_concepts.{c}" for c in CATEGORIES))
 #: ``summary.json`` keys (nested keys flattened with a dot).
-SUMMARY_KEYS: tuple[str, ...] = ("model", "seed", "layer", "num_units", "num_images", "quantile",
-                                 "iou_threshold") + SUMMARY_COUNTS
+SUMMARY_KEYS: tuple[str, ...] = (("model", "seed", "layer", "num_units", "num_images", "quantile",
+                                  "iou_threshold") + SUMMARY_COUNTS
+                                 + tuple(f"probe_bootstrap.{k}" for k in ("replicates", "blocks", "mean", "sd",
+                                                                          "low", "high")))
 
 
 @dataclass(frozen=True)
@@ -300,7 +312,7 @@ class Layout:
     Per model (``key`` = :attr:`Model.key`): ``models/<section>/<key>.safetensors``,
     ``checkpoints/<key>/``, ``training/<key>.csv``, ``metrics/<key>.json``,
     ``predictions/<key>.npz``, ``dissection/<key>/{thresholds.npy, tally.csv, units.csv,
-    top_images.npz, summary.json}``. Study-wide: ``metrics/similarity.json``,
+    top_images.npz, summary.json, sensitivity.csv}``. Study-wide: ``metrics/similarity.json``,
     ``validation/data.json``, ``validation/dissection.json``.
     """
 
@@ -311,6 +323,9 @@ class Layout:
     UNITS = "units.csv"
     TOP_IMAGES = "top_images.npz"
     SUMMARY = "summary.json"
+    SENSITIVITY = "sensitivity.csv"
+    #: Every file the dissect stage writes.
+    DISSECTION_FILES = (THRESHOLDS, TALLY, UNITS, TOP_IMAGES, SUMMARY, SENSITIVITY)
 
     def model_file(self, model: Model) -> Path:
         """The trained weights (safetensors with an architecture header)."""

@@ -479,7 +479,10 @@ def _summary_schema(summary: pd.DataFrame) -> list[Any]:
         column_set=list(SUMMARY_KEYS), exact_match=True, description=f"{SUMMARY_FILE} has exactly the expected keys"
     )
     counts = [key for key in SUMMARY_KEYS if key.startswith(("num_", "detectors.", "unique_concepts."))]
-    types = _type_checks(summary, ints=counts, floats=["quantile", "iou_threshold"], texts=["model", "layer"])
+    bootstrap = [key for key in SUMMARY_KEYS if key.startswith("probe_bootstrap.")]
+    ints = counts + [key for key in bootstrap if key.endswith(("replicates", "blocks"))]
+    floats = ["quantile", "iou_threshold"] + [key for key in bootstrap if key not in ints]
+    types = _type_checks(summary, ints=ints, floats=floats, texts=["model", "layer"])
     return [keys, *types]
 
 

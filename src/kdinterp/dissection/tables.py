@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kdinterp.dissection.topimages import TopImagesResult
+from kdinterp.dissection.variants import BlockCounts, VariantResult
 from kdinterp.params import CATEGORIES
 
 __all__ = ["DissectionResult", "summary", "tally_table", "units_table"]
@@ -37,6 +38,8 @@ class DissectionResult:
         categories: category names, ``C`` of them.
         num_images: probe images tallied.
         top_images: each unit's top-activating probe images (``None`` when not collected).
+        variants: the further tallies asked for (:mod:`kdinterp.dissection.variants`), in order.
+        blocks: the counts above split over blocks of probe images (``None`` when not asked for).
     """
 
     layer: str
@@ -50,6 +53,8 @@ class DissectionResult:
     categories: tuple[str, ...]
     num_images: int
     top_images: TopImagesResult | None = None
+    variants: tuple[VariantResult, ...] = ()
+    blocks: BlockCounts | None = None
 
     @property
     def num_units(self) -> int:

@@ -18,7 +18,8 @@ def similarity_report(params: Params, layout: Layout) -> dict:
     """Stage ``similarity``: within-class entropy, teacher agreement and same-type mass for every model.
 
     Reads ``layout.predictions(model)`` of every model of the study and writes ``layout.similarity``:
-    ``models: {model.key: {within_class_entropy (nats), teacher_agreement, same_type_mass}}``; teacher
+    ``models: {model.key: {within_class_entropy, nontarget_entropy (nats), teacher_agreement, same_type_mass}}``
+    (:mod:`kdinterp.similarity`); teacher
     agreement is measured against the paper-role teacher (``reference_teacher``, its key).
     """
     classes = class_names(params.data)
@@ -34,7 +35,8 @@ def similarity_report(params: Params, layout: Layout) -> dict:
     if groups:
         report["same_type_mass_chance"] = similarity.chance_same_group_mass(groups)
     for name, matrix in matrices.items():
-        entry = {"within_class_entropy": similarity.within_class_entropy(matrix)}
+        entry = {"within_class_entropy": similarity.within_class_entropy(matrix),
+                 "nontarget_entropy": similarity.nontarget_entropy(matrix)}
         if reference in matrices and name != reference:
             entry["teacher_agreement"] = similarity.similarity_agreement(matrices[reference], matrix)
         if groups:

@@ -16,7 +16,7 @@ import torch
 
 import kdinterp.methods  # noqa: F401  the builders that study.METHODS names; imported so they are in this stage's code
 from kdinterp import codedeps, distributed, study
-from kdinterp.data import load_dataset
+from kdinterp.data import class_names, load_dataset
 from kdinterp.io import atomic_path
 from kdinterp.models import build_model, save_model
 from kdinterp.params import Params, as_dict
@@ -25,11 +25,14 @@ from kdinterp.runtime import configure_torch, environment_record
 from kdinterp.stages.common import load_trained, resolve_device, sha256_file
 from kdinterp.train import fit
 
-__all__ = ["train"]
+__all__ = ["initial_model", "train", "write_initial"]
 
 
 def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     """Train ``model`` from scratch (or resume its checkpoint) and write its outputs.
+
+    A control (``model.group.trained`` False) is not trained: only its initial weights are written
+    (:func:`write_initial`).
 
     Writes ``layout.model_file(model)`` (weights + header with the recipe, seed and environment),
     ``layout.history(model)`` (per-epoch CSV) and, every epoch, ``layout.checkpoints(model)/last.pt``.
@@ -43,6 +46,9 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
         NonFiniteLossError: the loss became NaN or infinite.
     """
     configure_torch()
+    if not model.group.trained:
+        write_initial(params, model, layout)
+        return
     data = params.data
     teacher, info = None, {"name": model.name, "seed": model.seed, "group": model.group.kind,
                            "method": model.method, **as_dict(model.recipe)}
@@ -53,8 +59,7 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     train_set = load_dataset(data, train=True)
     val_set = load_dataset(data, train=False)
     classes = list(train_set.classes)
-    torch.manual_seed(model.seed)
-    student = build_model(model.arch, len(classes))
+    student = initial_model(model, len(classes))
     distiller = study.METHODS[model.method].build(student, teacher, model, len(classes), len(train_set))
     fingerprint = _fingerprint({"info": info, "model": as_dict(model.arch), "optim": as_dict(model.optim),
                                 "data": as_dict(data), "train_data": _data_identity(train_set, data),
@@ -73,6 +78,33 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
         with atomic_path(layout.history(model)) as tmp:
             pd.DataFrame(records).to_csv(tmp, index=False)
     distributed.barrier(ctx)
+
+
+def initial_model(model: study.Model, num_classes: int) -> torch.nn.Module:
+    """The untrained network of ``model``: ``torch.manual_seed(model.seed)``, then :func:`build_model`.
+
+    Every student of one seed (and that seed's control) starts from these weights.
+    """
+    torch.manual_seed(model.seed)
+    return build_model(model.arch, num_classes)
+
+
+def write_initial(params: Params, model: study.Model, layout: study.Layout) -> None:
+    """Write ``layout.model_file(model)``: the weights every student of ``model.seed`` starts from, untrained.
+
+    Built by :func:`initial_model`, as :func:`train` builds every student, so the control equals the
+    initialisation of the students of its seed.
+
+    Raises:
+        DataError: the class folders are missing or disagree (their names go into the header).
+    """
+    classes = class_names(params.data)
+    net = initial_model(model, len(classes))
+    info = {"name": model.name, "seed": model.seed, "group": model.group.kind, **as_dict(model.recipe),
+            "environment": environment_record()}
+    save_model(net, layout.model_file(model), model.arch, classes, info=info)
+    log(f"{model.key}: wrote the untrained initialisation of seed {model.seed} ({model.arch.arch}, "
+        f"width {model.arch.width})")
 
 
 def _fingerprint(config: dict) -> str:
