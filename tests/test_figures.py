@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
 from kdinterp import study
@@ -22,6 +24,7 @@ from kdinterp.figures import make_figures, plot_accuracy_detectors
 from kdinterp.params import Params
 from kdinterp.predictions import evaluate_predictions
 from kdinterp.reproduction import reproduction_markdown
+from kdinterp.statistics import t_interval
 from kdinterp.models import build_model, save_model
 from kdinterp.params import ModelParams
 from kdinterp.results import (FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE, FiguresInputError,
@@ -204,9 +207,14 @@ def test_figure1_draws_the_mean_as_a_bar_and_every_seed_as_a_dot(tmp_path: Path)
     acc_run, _, det_run, _ = fig.axes[:4]
     heights = [round(bar.get_height(), 4) for bar in acc_run.patches]
     assert heights == pytest.approx([62.0, 65.5, 62.0])  # scratch, KD, LS means in percent
-    dots = np.concatenate([c.get_offsets()[:, 1] for c in acc_run.collections])
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in acc_run.collections if isinstance(c, PathCollection)])
     assert sorted(dots) == pytest.approx(sorted(100 * np.array(MODELS["scratch"]["top1"] + MODELS["kd"]["top1"]
                                                                + MODELS["ls"]["top1"])))
+    whiskers = [c for c in acc_run.containers if isinstance(c, ErrorbarContainer)]
+    for container, role in zip(whiskers, ("scratch", "kd", "ls"), strict=True):
+        ci = t_interval(100 * np.array(MODELS[role]["top1"]))
+        (segment,) = container.lines[2][0].get_segments()
+        assert segment[:, 1] == pytest.approx([ci.low, ci.high])  # the 95% t-interval of the mean
     assert [bar.get_height() for bar in det_run.patches] == pytest.approx([40.0, 52 + 1 / 3, 44.0])
     assert "n = 3 seeds (0, 1, 2)" in acc_run.get_title()
 

@@ -106,7 +106,10 @@ def _trend(run: RunResults, curve: Series, key: str) -> str:
 
 
 def plot_dose_response(table: pd.DataFrame, curves: list[Series]) -> Figure:
-    """A row of panels per axis (temperature, alpha), a column per measure: each seed a dot, the mean a line, the CI a band."""
+    """A row of panels per axis (temperature, alpha), a column per measure.
+
+    Each seed is a dot, the mean over seeds a line, its 95% t-interval a band.
+    """
     axes_kinds = sorted({c.axis for c in curves}, key=["temperature", "alpha"].index)
     fig = Figure(figsize=(3.2 * len(MEASURES), 3.0 * len(axes_kinds) + 0.8), dpi=150, layout="constrained")
     grid = np.atleast_2d(fig.subplots(len(axes_kinds), len(MEASURES), squeeze=False))

@@ -3,8 +3,8 @@
 Outputs (in ``out``, normally ``paper_figures/``):
 
 * ``fig1_accuracy_detectors.png``: the paper's Figure 1 (top-1 and number of concept detectors of
-  f_scratch, f_KD and f_LS): this run's mean over seeds as bars, each seed as a dot, beside the
-  paper's ImageNet values.
+  f_scratch, f_KD and f_LS): this run's mean over seeds as bars, each seed as a dot, the 95%
+  t-interval as a whisker, beside the paper's ImageNet values.
 * ``fig_detectors_per_category.png``: detectors per Broden category for every dissected model,
   mean over seeds with each seed as a dot.
 * ``fig_sensitivity.png``: detectors against the IoU threshold per activation quantile, with seed
@@ -60,9 +60,14 @@ def _dot_offsets(n: int, width: float) -> np.ndarray:
 
 
 def _seed_dots(ax: Axes, xs: Sequence[float], seeds: Sequence[np.ndarray], width: float, label: str | None) -> None:
-    """Each seed's value as a dot on its bar (``seeds[i]``: the values on bar ``i``)."""
+    """Each seed's value as a dot on its bar (``seeds[i]``: the values on bar ``i``), and the 95%
+    t-interval of the mean as a whisker where a bar has two seeds or more."""
     for i, (x, values) in enumerate(zip(xs, seeds, strict=True)):
         ax.scatter(x + _dot_offsets(len(values), width), values, label=label if i == 0 else None, **_DOT)
+        if len(values) > 1:
+            ci = statistics.t_interval(values)
+            ax.errorbar([x], [ci.mean], yerr=[[ci.mean - ci.low], [ci.high - ci.mean]], color="#555555",
+                        capsize=4, linewidth=1.1, zorder=4, label="95% CI of the mean" if i == 0 and label else None)
 
 
 def _bar_labels(ax: Axes, xs: Sequence[float], tops: Sequence[float], texts: list[str], fontsize: float = 9) -> None:
@@ -165,8 +170,9 @@ def plot_accuracy_detectors(params: Params, run: RunResults) -> Figure:
     fig.suptitle("Figure 1 counterpart: top-1 accuracy and concept detectors of Scratch, KD and LS\n"
                  f"detector = {run.layer} unit whose best concept has IoU \u2265 {run.iou_threshold:g} "
                  f"(activation quantile {run.quantile:g})\n"
-                 f"this run: bars = mean over {len(run.seeds)} seeds, dots = each seed; {units} units, "
-                 f"{run.probe_images} probe images \u00b7 paper: {PAPER_NUM_UNITS} units, Broden (63,305 images)",
+                 f"this run: bars = mean over {len(run.seeds)} seeds, dots = each seed, whiskers = 95% CI; "
+                 f"{units} units, {run.probe_images} probe images\n"
+                 f"paper: {PAPER_NUM_UNITS} units, Broden (63,305 images)",
                  fontsize=10)
     fig.supxlabel("Hatched bars on grey: the paper's values (research/paper.md \u00a76, Figure 1), not measured "
                   "here.\nIn brackets: difference from Scratch (this run: mean paired difference over seeds).",
@@ -217,7 +223,7 @@ def plot_detectors_per_category(params: Params, run: RunResults) -> Figure:
     fig.legend(loc="outside lower center", ncols=2, fontsize=8.5)
     ax.set_title(f"this run ({_data_name(params)}), {_seeds_text(run)}: concept detectors per category in "
                  f"{run.layer}, IoU \u2265 {run.iou_threshold:g}\n"
-                 "bars: mean over seeds (a teacher: its one seed); dots: each seed\n"
+                 "bars: mean over seeds (a teacher: its one seed); dots: each seed; whiskers: 95% t-interval\n"
                  "each detector counted once, in the category of its best concept; the paper reports no "
                  "per-category numbers", fontsize=10)
     return fig
@@ -242,12 +248,13 @@ def plot_sensitivity(params: Params, run: RunResults) -> Figure:
     thresholds = sorted({k[2] for k in common if k[0] == "unit"})
     fig = Figure(figsize=(4.2 * len(quantiles) + 1.5, 4.6), dpi=_DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(quantiles), sharey=True))
+    labelled: set[str] = set()
     for ax, q in zip(axes, quantiles, strict=True):
         for name in run.names:
             seeds, color = run.seeds_of(name), run.colors[name]
             for basis, style in (("unit", "-"), ("rotated", "--")):
-                if basis == "rotated" and not (np.isclose(q, run.quantile)
-                                               and all((basis, q, t) in m.sensitivity for m in seeds for t in thresholds)):
+                present = all((basis, q, t) in m.sensitivity for m in seeds for t in thresholds)
+                if basis == "rotated" and not (np.isclose(q, run.quantile) and present):
                     continue
                 values = np.array([[m.sensitivity[basis, q, t][0] for t in thresholds] for m in seeds], float)
                 mean = values.mean(0)
@@ -259,8 +266,10 @@ def plot_sensitivity(params: Params, run: RunResults) -> Figure:
                         ax.plot(thresholds, row, style, color=color, linewidth=0.6, alpha=0.5, marker=".",
                                 markersize=3)
                 label = f"{seeds[0].label}" + (" (rotated basis)" if basis == "rotated" else "")
-                ax.plot(thresholds, mean, style, color=color, linewidth=2.0, label=label if ax is axes[0] else None)
+                ax.plot(thresholds, mean, style, color=color, linewidth=2.0, label=None if label in labelled else label)
+                labelled.add(label)
         ax.axvline(run.iou_threshold, color="#888888", linewidth=0.8, linestyle=":")
+        ax.set_ylim(0, 1.02 * max(m.num_units for m in run.models.values()))  # a count: bands may reach below 0
         ax.set_title(f"quantile {q:g}" + (" (params)" if np.isclose(q, run.quantile) else ""))
         ax.set_xlabel("IoU threshold")
         ax.grid(color="#eeeeee", linewidth=0.8)
