@@ -166,8 +166,9 @@ def _readme(params: Params, run: RunResults, table: pd.DataFrame, curves: list[S
             lines.append(f"| {value:g} | `{name}` | " + " | ".join(cells) + " |")
         lines += ["", f"Steps along {curve.axis} (paired differences over seeds, each step's verdict on "
                   "\"increases\"; the trend holds only if every step holds):", ""]
-        lines += [f"- {MEASURES[key][0]}: {_trend(run, curve, key)}" for key in ("detectors", "top1", "entropy_a",
-                                                                                 "entropy_b", "same_type_mass")]
+        measured = [key for key in ("detectors", "top1", "entropy_a", "entropy_b", "same_type_mass")
+                    if part[key].notna().all()]  # same-type mass only on the concept world
+        lines += [f"- {MEASURES[key][0]}: {_trend(run, curve, key)}" for key in measured]
         lines.append("")
     return "\n".join(lines)
 
