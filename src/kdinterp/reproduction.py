@@ -165,6 +165,9 @@ def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
         "## Paper predictions (research/paper.md \u00a77)", "",
         f"Of {len(predictions)} predictions in this run (n = {len(run.seeds)} seeds per student): "
         f"{count_verdicts([p.verdict for p in predictions])}.", "",
+        "Reproduce every row: `make repro` with this run's params.yaml (P1-P7 need only the default; P8-P11 "
+        "appear when the models exist: `make repro PROFILE=all_students`, or `PROFILE=dose_response` for P8, "
+        "P9); `dvc repro figures` redraws this report from `outputs/`.", "",
         "Verdicts come from paired 95% t-intervals over seeds: for each seed s, the difference "
         "d_s = a_s \u2212 b_s between two models trained with seed s (a teacher, trained once, is compared "
         "against each seed); the interval is mean(d) \u00b1 t(0.975, n \u2212 1) \u00b7 sd(d) / \u221an. "
