@@ -23,7 +23,8 @@ app = typer.Typer(help="kdinterp: knowledge distillation and interpretability, o
 app.add_typer(world_app, name="world")
 
 Params = Annotated[Path, typer.Option("--params", help="The parameter file.")]
-Name = Annotated[str, typer.Argument(help="Model name: a key of teachers/students/distilled/self_distilled in params.yaml.")]
+Name = Annotated[str, typer.Argument(
+    help="Model name: a key of teachers/students/distilled/self_distilled/controls in params.yaml.")]
 Seed = Annotated[int | None, typer.Option(help="The model's seed (one of params.yaml seeds; omit for a teacher).")]
 Outputs = Annotated[Path, typer.Option(help="The outputs/ directory (the layout of kdinterp.study.Layout).")]
 Out = Annotated[Path, typer.Option(help="Output file or directory (as declared in dvc.yaml).")]

@@ -30,6 +30,7 @@ from kdinterp import statistics, study
 from kdinterp.io import atomic_path, write_text
 from kdinterp.params import Params
 from kdinterp.reproduction import reproduction_markdown
+from kdinterp.robustness import sensitivity_grid
 from kdinterp.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NUM_UNITS, PAPER_TOP1_PERCENT,
                               PER_CATEGORY_FILE, REPRODUCTION_FILE, ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES,
                               Metric, RunResults, load_run, signed)
@@ -243,9 +244,7 @@ def plot_sensitivity(params: Params, run: RunResults) -> Figure:
     Returns:
         The figure (not saved).
     """
-    common = set.intersection(*(set(m.sensitivity) for m in run.models.values()))
-    quantiles = sorted({k[1] for k in common if k[0] == "unit"})
-    thresholds = sorted({k[2] for k in common if k[0] == "unit"})
+    quantiles, thresholds = sensitivity_grid(run)
     fig = Figure(figsize=(4.2 * len(quantiles) + 1.5, 4.6), dpi=_DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(quantiles), sharey=True))
     labelled: set[str] = set()

@@ -19,15 +19,10 @@ from kdinterp.params import DistilledParams, Params
 from kdinterp.predictions import Prediction, count_verdicts, evaluate_predictions, extended_predictions
 from kdinterp.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NOTATION, PAPER_NUM_UNITS,
                               PER_CATEGORY_FILE, ROLE_LABELS, STUDENT_ROLES, ModelResult, RunResults)
-from kdinterp.robustness import controls_section, probe_section, sensitivity_section
+from kdinterp.robustness import controls_section, markdown_table, probe_section, sensitivity_section
 
 __all__ = ["reproduction_markdown"]
 
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
 def _method(spec: DistilledParams) -> str:
@@ -123,7 +118,7 @@ def _per_model_section(run: RunResults) -> str:
         "## Results per model (mean \u00b1 sd over seeds)", "",
         f"Each student: n = {seeds} seeds ({', '.join(map(str, run.seeds))}); a teacher: n = 1 (its own seed), "
         "so it has no sd. sd: sample standard deviation over seeds (ddof 1).", "",
-        _table(header, rows), "",
+        markdown_table(header, rows), "",
         "Detectors: units of the dissected layer whose best concept has IoU \u2265 "
         f"{run.iou_threshold:g}, out of the layer's units. Within-class entropy, the paper's measure of "
         "class-similarity information, has no published formula; research/paper.md \u00a75 gives two "
@@ -153,7 +148,7 @@ def _per_seed_section(run: RunResults) -> str:
         rows.append(row)
     return "\n".join(["## Results per model and seed", "",
                       "Category columns: detectors whose best concept is of that category.", "",
-                      _table(header, rows)])
+                      markdown_table(header, rows)])
 
 
 def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
@@ -176,10 +171,10 @@ def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
         "checked pair by pair (adjacent pairs): they hold only if every pair holds and are contradicted if any "
         "pair is; P11 likewise over every student and both measures. The paper's column holds its values, "
         "not ours.", "",
-        _table(["ID", "prediction", f"{PAPER_LABEL} [evidence]", "this run: mean difference [95% CI]", "n",
+        markdown_table(["ID", "prediction", f"{PAPER_LABEL} [evidence]", "this run: mean difference [95% CI]", "n",
                 "verdict"], rows),
         "", "### Every paired comparison", "",
-        _table(["ID", "difference", "measure", "mean", "95% CI", "n", "verdict"], details),
+        markdown_table(["ID", "difference", "measure", "mean", "95% CI", "n", "verdict"], details),
     ])
 
 
@@ -250,7 +245,8 @@ def _environment_section(run: RunResults) -> str:
         if record is None:
             lines.append("Not recorded (a model trained before kdinterp recorded environments).")
             continue
-        lines.append(_table(["", "value"], [[name, str(get(record))] for name, get in ENVIRONMENT_FIELDS.items()]))
+        rows = [[name, str(get(record))] for name, get in ENVIRONMENT_FIELDS.items()]
+        lines.append(markdown_table(["", "value"], rows))
     return "\n".join(lines)
 
 

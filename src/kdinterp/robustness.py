@@ -25,10 +25,12 @@ from kdinterp import statistics
 from kdinterp.predictions import Measure, compare
 from kdinterp.results import ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES, ModelResult, RunResults, signed
 
-__all__ = ["controls_section", "probe_section", "sensitivity_section", "sensitivity_verdicts"]
+__all__ = ["controls_section", "markdown_table", "probe_section", "sensitivity_grid", "sensitivity_section",
+           "sensitivity_verdicts"]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table: a header row, a rule, one line per row."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
@@ -48,7 +50,7 @@ def _mean_best_iou(basis: str, quantile: float, iou_threshold: float) -> Measure
     return Measure(f"mean best IoU (q {quantile:g})", "IoU", ".4f", lambda m: m.sensitivity[key][1])
 
 
-def _grid(run: RunResults) -> tuple[list[float], list[float]]:
+def sensitivity_grid(run: RunResults) -> tuple[list[float], list[float]]:
     """The quantiles and IoU thresholds of the unit basis that every model's sensitivity.csv has."""
     common = set.intersection(*(set(m.sensitivity) for m in run.models.values()))
     unit = [k for k in common if k[0] == "unit"]
@@ -91,7 +93,7 @@ def controls_section(run: RunResults) -> str:
         lines += [f"**Untrained initialisation** (`{floor}`: the weights each seed's students start from, never "
                   "trained; Bau et al. 2017 dissect random networks the same way). A detector count that training "
                   "does not raise above this floor says nothing about what training taught.", "",
-                  _table(["model", "detectors (mean)", f"`{floor}` (mean)", "model \u2212 untrained [95% CI]",
+                  markdown_table(["model", "detectors (mean)", f"`{floor}` (mean)", "model \u2212 untrained [95% CI]",
                           "above the floor?"], rows), ""]
     else:
         lines += ["No untrained control in this run (params `controls` is empty).", ""]
@@ -108,7 +110,7 @@ def controls_section(run: RunResults) -> str:
                   "matrix (fixed seed), dissected with the same quantile and IoU threshold. It keeps everything "
                   "the layer represents but mixes its units; if interpretability is axis-aligned, the unit "
                   "basis has more detectors. *holds* below: unit minus rotated is above 0.", "",
-                  _table(["model", "n", "detectors, unit basis", "rotated basis", "unit \u2212 rotated [95% CI]",
+                  markdown_table(["model", "n", "detectors, unit basis", "rotated basis", "unit \u2212 rotated [95% CI]",
                           "verdict"], rows)]
     else:
         lines += ["No rotated-basis control in this run (`dissection.sensitivity.rotation_seed` is null)."]
@@ -125,7 +127,7 @@ def sensitivity_verdicts(run: RunResults, measure: Measure) -> dict[str, str]:
 
 def sensitivity_section(run: RunResults) -> str:
     """The detector predictions over the (quantile, IoU threshold) grid and on the mean best IoU."""
-    quantiles, thresholds = _grid(run)
+    quantiles, thresholds = sensitivity_grid(run)
     if not quantiles:
         return "## Sensitivity of the detector verdicts\n\nNo sensitivity tables in this run."
     main = sensitivity_verdicts(run, _detectors_at("unit", run.quantile, run.iou_threshold))
@@ -156,11 +158,11 @@ def sensitivity_section(run: RunResults) -> str:
         "needs. Below, the same paired t-interval verdicts over seeds at every setting of the grid "
         "(`dissection.sensitivity`), then on the mean best IoU over units, which needs no IoU threshold.", "",
         summary, "",
-        _table(["quantile", "IoU threshold", "P2", "P4", "P5"], rows), "",
+        markdown_table(["quantile", "IoU threshold", "P2", "P4", "P5"], rows), "",
         "Threshold-free: the same predictions on the mean over units of each unit's best IoU (mean \u00b1 sd "
         "over seeds below).", "",
-        _table(["quantile", "P2", "P4", "P5"], free), "",
-        _table(["model", *(f"mean best IoU, q {q:g}" for q in quantiles)], means), "",
+        markdown_table(["quantile", "P2", "P4", "P5"], free), "",
+        markdown_table(["model", *(f"mean best IoU, q {q:g}" for q in quantiles)], means), "",
         f"![Detectors vs IoU threshold and quantile]({SENSITIVITY_FILE})",
     ])
 
@@ -186,6 +188,6 @@ def probe_section(run: RunResults) -> str:
         "concepts, and a maximum of noisy estimates is biased upward: when the bootstrap mean lies above the "
         "observed count, the count itself leans on which probe images were drawn. Read the sd beside the sd "
         "over seeds: when it is as large, the spread between seeds is partly the probe set's.", "",
-        _table(["model", "n", "detectors (mean)", "sd over seeds", "bootstrap mean (mean over seeds)",
+        markdown_table(["model", "n", "detectors (mean)", "sd over seeds", "bootstrap mean (mean over seeds)",
                 "sd over probe resamplings (mean over seeds)", "95% probe interval per seed"], rows),
     ])
