@@ -1,50 +1,44 @@
-# kdinterp: GPU runtime image for the DVC pipeline (Han et al., ICML 2023 reproduction).
+# kdinterp: the runtime image for the DVC pipeline (Han et al., ICML 2023 reproduction), GPU or CPU.
 #
 # Build (from the repository root):
 #   docker build -t kdinterp .
-# Run the study on a mounted checkout (the image is the environment; the checkout holds the
-# pipeline, data/ and outputs/, and DVC uses the checkout's .git):
+# Run the study on a mounted checkout, as yourself (files in the checkout stay yours, and DVC can
+# take its lock in .dvc/tmp; HOME is a scratch folder inside the container, not the checkout):
 #   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD":/work/kdinterp kdinterp
-# On a fresh clone, put the dataset in place first (what `make data` does on the host):
-#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD":/work/kdinterp kdinterp \
-#     kdinterp world generate --params params.yaml --out data/concept_world
-# Then e.g. `... kdinterp dvc metrics show`. `--user` keeps files written into the checkout
-# owned by you; without it the container runs as the image's user, UID 1000.
+# The default command (`make container`) pulls the published study when the DVC remote's URL is set
+# (.dvc/config.local, mounted with the checkout; credentials as AWS_* variables with `-e`), generates
+# the concept world when data/ is missing, then runs `dvc repro` and prints the results table.
+# Any other command runs instead, e.g. `... kdinterp dvc metrics show`.
 #
-# Base image: CUDA 13.0 because torch 2.14.1's default Linux wheel (pinned in requirements.lock)
-# is the cu130 build. Those wheels also bring the CUDA/cuDNN libraries as nvidia-* pip packages
-# (in the lock), so the host needs only the NVIDIA driver + container toolkit;
-# `--build-arg CUDA_IMAGE=nvidia/cuda:13.0.1-base-ubuntu24.04` gives a smaller image that works
-# the same. Pin the base by digest (nvidia/cuda:...@sha256:...) once a machine can pull it.
+# Base: Debian 12 (bookworm), whose python3 is 3.11, the Python requirements.lock was resolved with.
+# No CUDA base image: the torch wheels in the lock (cu130 builds) carry the CUDA and cuDNN runtime
+# libraries as nvidia-* packages, and the NVIDIA container toolkit injects the driver at `--gpus`.
+# Pin the base by digest (debian:bookworm-slim@sha256:...) once a machine can pull it.
 #
-# Python: Ubuntu 24.04's python3 is 3.12, while requirements.lock was frozen on CPython 3.11.
-# Checked against PyPI: every pin has a cp312 (or py3) manylinux x86_64 wheel, except
-# antlr4-python3-runtime==4.9.3, which is sdist-only for every Python (pure Python; built the
-# same way on 3.11), and no pin's dependencies or Requires-Python differ between 3.11 and 3.12.
-# So the same lock installs unchanged here.
-ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
-FROM ${CUDA_IMAGE}
+# Behind a TLS-intercepting proxy, give pip the proxy's CA bundle as a build secret (off by default):
+#   docker build --secret id=pip_ca,src=/path/to/ca-bundle.crt -t kdinterp .
+# `make container-check` builds and tries this image with podman (scripts/container-check).
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
 
-ARG CUDA_IMAGE
+ARG BASE_IMAGE
 LABEL org.opencontainers.image.title="kdinterp" \
       org.opencontainers.image.description="Reproduction of Han et al., 'On the Impact of Knowledge Distillation for Model Interpretability' (ICML 2023) as a DVC pipeline" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="${CUDA_IMAGE}"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# Versions of Ubuntu packages are not pinned (DL3008): they are whatever the base image's
-# noble archive serves; pinning needs a lookup against that archive, which we cannot do offline,
-# and the Python environment itself is pinned by requirements.lock.
-# The ubuntu:24.04 base ships a user 'ubuntu' with UID 1000; it is replaced by 'kdinterp'.
+# Versions of Debian packages are not pinned (DL3008): they are whatever bookworm serves; the
+# Python environment itself is pinned by requirements.lock. make runs the default command; git is
+# there for the Makefile and for users (DVC itself reads the repository with pygit2).
 # /etc/gitconfig marks the mount point safe, so DVC's libgit2 (pygit2) opens a mounted checkout
 # owned by another UID instead of failing with "repository path ... is not owned by current user".
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates make git \
     && rm -rf /var/lib/apt/lists/* \
-    && if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu || true; fi \
     && groupadd --gid 1000 kdinterp \
     && useradd --no-log-init --uid 1000 --gid 1000 --create-home --shell /bin/bash kdinterp \
     && install -d -o 1000 -g 1000 /work/kdinterp \
@@ -52,7 +46,8 @@ RUN apt-get update \
 
 # Telemetry off (DVC, iterative-telemetry, Great Expectations). Stage commands call `kdinterp`
 # from the venv. PYTHONPATH puts the (mounted) checkout's src/ first, so DVC runs the code of the
-# checkout whose files it hashes, not the snapshot installed below.
+# checkout whose files it hashes, not the snapshot installed below. HOME is world-writable scratch:
+# `--user` may name any UID, and the checkout is not the place for caches.
 ENV DVC_NO_ANALYTICS=1 \
     ITERATIVE_DO_NOT_TRACK=1 \
     GX_ANALYTICS_ENABLED=false \
@@ -61,11 +56,14 @@ ENV DVC_NO_ANALYTICS=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib
 
 # The exact lock the Makefile installs; copied alone so this (large) layer stays cached.
 COPY requirements.lock /tmp/requirements.lock
-RUN python3 -m venv /opt/venv \
+RUN --mount=type=secret,id=pip_ca,required=false \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+    && python3 -m venv /opt/venv \
     && pip install --no-cache-dir -r /tmp/requirements.lock \
     && rm /tmp/requirements.lock
 
@@ -87,4 +85,4 @@ USER 1000:1000
 # A batch job, not a service.
 HEALTHCHECK NONE
 
-CMD ["dvc", "repro"]
+CMD ["make", "container"]

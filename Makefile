@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# What the targets below need before they run kdinterp: the venv (the container has its own: VENV_DEP=).
+VENV_DEP ?= $(STAMP)
 PARAMS := params.yaml
 PROFILE ?=
 WORLD_DIR := data/concept_world
@@ -17,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 # DVC stages call `kdinterp`, which lives in the venv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv data repro test lint lock clean
+.PHONY: help venv data repro pull publish container container-check test lint lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,7 +34,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-input --no-deps --no-build-isolation -e .
 	touch $@
 
-data: $(STAMP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc)
+data: $(VENV_DEP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc)
 	@if [ -f $(WORLD_DIR)/world.json ]; then echo "$(WORLD_DIR) present: keeping it (delete data/ to regenerate)"; \
 	else kdinterp world generate --params $(PARAMS) --out $(WORLD_DIR); \
 	  dvc commit --force --quiet data.dvc; \
@@ -44,6 +46,19 @@ repro: data  ## run the whole study (dvc repro) on the embedded concept world; P
 	dvc repro
 	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['
 	@echo "Full report: paper_figures/REPRODUCTION.md; all metrics: dvc metrics show"
+
+pull: $(VENV_DEP)  ## fetch the published study from the DVC remote (set its URL first, see README); nothing retrains
+	kdinterp pull
+
+publish: $(VENV_DEP)  ## push data, models, dissections, report and run-cache to the DVC remote, and check it holds them all
+	kdinterp publish
+
+container:  ## the image's default command: pull if the remote's URL is set, make data/ if missing, dvc repro
+	kdinterp pull --if-set
+	$(MAKE) repro VENV_DEP=
+
+container-check:  ## build the image with podman and try it (about 7 GB and 10 min; not in CI; scripts/container-check)
+	scripts/container-check
 
 test: $(STAMP)  ## run the test suite (CPU, a few minutes)
 	$(VENV)/bin/python -m pytest

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,8 @@ import torch
 from PIL import Image
 
 torch.set_num_threads(2)
+
+BIN = Path(sys.executable).parent
 
 CATEGORY_ORDER = ("color", "object", "part", "material", "scene", "texture")
 
@@ -100,3 +105,38 @@ def tiny_folders(tmp_path: Path) -> dict[str, Path]:
     classes = ["a_one", "a_two", "b_one"]
     return {"train": write_image_folder(tmp_path / "train", classes, 8, seed=0),
             "val": write_image_folder(tmp_path / "val", classes, 4, seed=1)}
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment for `dvc`, `git` and `kdinterp` in a test project: this venv first, no telemetry."""
+    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+            "GX_ANALYTICS_ENABLED": "false", "KDINTERP_PROGRESS": "0", **extra}
+
+
+def run_dvc(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in ``project``; fails the test with DVC's output unless ``check`` is False."""
+    done = subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env or tool_env(), capture_output=True,
+                          text=True)
+    if check and done.returncode != 0:
+        pytest.fail(f"dvc {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return done
+
+
+def git(project: Path, *args: str) -> str:
+    """`git ARGS` in ``project`` (a test identity, no hooks); its stdout."""
+    from tests.tiny_study import GIT_IDENTITY
+
+    env = tool_env(**GIT_IDENTITY)
+    return subprocess.run(["git", *args], cwd=project, env=env, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """tests/tiny_study.py's 2-seed study after one `dvc repro`, all committed (tests that change files copy it)."""
+    from tests.tiny_study import make_tiny_study
+
+    root = make_tiny_study(tmp_path_factory.mktemp("project") / "study", env=tool_env())
+    run_dvc(root, "repro")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "tiny study")
+    return root

@@ -8,58 +8,20 @@ readable message while nothing downstream runs.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from kdinterp.config import from_mapping
-from kdinterp.world import WorldParams, generate_world
+from tests.conftest import run_dvc as _dvc
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-TINY_WORLD = {"seed": 1, "image_size": 16, "probe_image_size": 32, "train_per_class": 8, "val_per_class": 4,
-              "probe_images": 40, "object_types": 2, "subtypes_per_type": 2, "supersample": 1}
-TINY_MODEL = {"model": {"arch": "resnet10", "width": 4, "small_input": True},
-              "optim": {"epochs": 1, "batch_size": 16, "lr": 0.05}}
-
-
-def _dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GX_ANALYTICS_ENABLED": "false", "KDINTERP_PROGRESS": "0"}
-    done = subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True)
-    if check and done.returncode != 0:
-        pytest.fail(f"dvc {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-    return done
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A copy of the repository's pipeline with tiny params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(ROOT / "dvc.yaml", root)
-    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["world"] = {**params["world"], **TINY_WORLD}
-    params["data"].update(image_size=16, eval_batch_size=64)
-    params["teachers"]["teacher"].update(TINY_MODEL)
-    params["student_recipe"] = TINY_MODEL
-    params["dissection"]["batch_size"] = 16
-    params["seeds"] = [0, 1]
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    generate_world(from_mapping(WorldParams, params["world"], "world"), root / "data" / "concept_world",
-                   workers=1, progress=False)
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    _dvc(root, "init", "-q")
-    _dvc(root, "add", "-q", "data")
-    _dvc(root, "repro")
-    return root
+def project(tiny_study: Path) -> Path:
+    """The tiny study of conftest.py after one `dvc repro` (shared with the remote tests; not modified here)."""
+    return tiny_study
 
 
 def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> None:
@@ -92,7 +54,8 @@ def test_second_repro_does_nothing(project: Path) -> None:
     assert "Data and pipelines are up to date." in done.stdout
 
 
-def test_corrupted_tally_stops_the_pipeline_at_validate(project: Path) -> None:
+def test_corrupted_tally_stops_the_pipeline_at_validate(project: Path, tmp_path: Path) -> None:
+    project = Path(shutil.copytree(project, tmp_path / "copy", symlinks=True))  # the shared study stays intact
     tally = project / "outputs" / "dissection" / "kd-1" / "tally.csv"
     lines = tally.read_text().splitlines()
     header, first = lines[0].split(","), lines[1].split(",")

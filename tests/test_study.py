@@ -27,7 +27,8 @@ def dvc_stages() -> dict:
 
     with Repo(str(ROOT)) as repo:
         return {stage.addressing: {"cmd": stage.cmd, "deps": [str(d.def_path) for d in stage.deps],
-                                   "outs": [str(o.def_path) for o in stage.outs]}
+                                   "outs": [str(o.def_path) for o in stage.outs],
+                                   "cached": {str(o.def_path): o.use_cache for o in stage.outs}}
                 for stage in repo.index.stages if stage.addressing != "data.dvc"}
 
 
@@ -97,7 +98,7 @@ def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc
     expected = {}
     for model in study.models(params):
         expected[model.stage("train")] = [str(layout.model_file(model))] + (
-            [str(layout.checkpoints(model)), str(layout.history(model))] if model.group.trained else [])
+            [str(layout.history(model))] if model.group.trained else [])
         expected[model.stage("evaluate")] = [str(layout.predictions(model)), str(layout.metrics(model))]
         expected[model.stage("dissect")] = [str(layout.dissection(model, f)) for f in layout.DISSECTION_FILES]
     per_model = {name: stage for name, stage in dvc_stages.items() if "@" in name}
@@ -112,6 +113,33 @@ def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc
     assert dvc_stages["validate"]["outs"] == [str(layout.dissection_validation)]
     assert dvc_stages["validate_data"]["outs"] == [str(layout.data_validation)]
     assert str(layout.similarity) in dvc_stages["similarity"]["outs"]
+
+
+def _git_ignored(paths: list[str]) -> set[str]:
+    """The paths of ``paths`` that the repository's .gitignore ignores (``git check-ignore --no-index``)."""
+    import subprocess
+
+    done = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT, input="\n".join(paths),
+                          capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stderr
+    return set(done.stdout.split())
+
+
+def test_cache_rule_every_output_is_in_git_or_in_the_dvc_cache(params, dvc_stages) -> None:
+    """dvc.yaml's header: `cache: false` outputs are committed, cached ones are git-ignored (pushed to the remote).
+
+    So a clone plus `dvc pull` has every output, and `dvc repro` then finds nothing to run.
+    """
+    cached = {path: use for stage in dvc_stages.values() for path, use in stage["cached"].items()}
+    ignored = _git_ignored(sorted(cached))
+    assert sorted(p for p, use in cached.items() if not use and p in ignored) == []
+    assert sorted(p for p, use in cached.items() if use and p not in ignored) == []
+    layout = study.Layout()
+    trained = [m for m in study.models(params) if m.group.trained]
+    checkpoints = [str(layout.checkpoints(m) / "last.pt") for m in trained]
+    assert set(checkpoints) <= _git_ignored(checkpoints)  # local resume state: neither git nor DVC
+    assert not any(p.startswith(str(layout.root / "checkpoints")) for p in cached)
+    assert {str(layout.metrics(m)) for m in trained} <= {p for p, use in cached.items() if not use}
 
 
 def _family(stage: str) -> str:

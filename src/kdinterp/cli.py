@@ -43,9 +43,8 @@ def _main() -> None:
     pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
 
 
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Turn the package's known error types into a one-line message and exit status 1."""
+def _stage_errors() -> tuple[type[Exception], ...]:
+    """The error types of the stages' libraries (importing them loads torch and Great Expectations)."""
     from kdinterp.broden import BrodenError
     from kdinterp.config import ParamsError
     from kdinterp.data import DataError
@@ -55,8 +54,19 @@ def _errors() -> Iterator[None]:
     from kdinterp.train import NonFiniteLossError
     from kdinterp.validate import ValidationError
 
-    known = (BrodenError, CheckpointError, DataError, FiguresInputError, FileNotFoundError, NonFiniteLossError,
-             ParamsError, ReportInputError, ValidationError)
+    return (BrodenError, CheckpointError, DataError, FiguresInputError, FileNotFoundError, NonFiniteLossError,
+            ParamsError, ReportInputError, ValidationError)
+
+
+@contextlib.contextmanager
+def _errors(known: tuple[type[Exception], ...] | None = None) -> Iterator[None]:
+    """Turn known error types into a one-line message and exit status 1.
+
+    Args:
+        known: the types to catch; default: every stage library's (:func:`_stage_errors`). Commands
+            that load no stage code (pull, publish) pass their own, so they start in a second.
+    """
+    known = _stage_errors() if known is None else known
     try:
         yield
     except known as err:
@@ -224,3 +234,35 @@ def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.y
         changed = apply_profile(Path("profiles") / f"{name}.yaml", params)
         typer.echo(f"{params} <- profiles/{name}.yaml: {', '.join(changed) or 'nothing changed'} "
                    f"(`git checkout {params}` goes back to the default)")
+
+
+Remote = Annotated[str | None, typer.Option("--remote", "-r", help="A DVC remote name (default: core.remote).")]
+
+
+@app.command()
+def pull(remote: Remote = None,
+         if_set: Annotated[bool, typer.Option("--if-set", help="Do nothing (exit 0) while the URL is the placeholder.")]
+         = False) -> None:
+    """Fetch the published study from the DVC remote (`make pull`); afterwards `dvc repro` runs no stage."""
+    from kdinterp.remote import RemoteError, pull as pull_study, url_is_set
+
+    with _errors((RemoteError,)):
+        if if_set and not url_is_set(Path.cwd(), remote):
+            typer.echo("the DVC remote's URL is not set (.dvc/config.local): not pulling")
+            return
+        changed = pull_study(Path.cwd(), remote)
+        if changed:
+            raise RemoteError(f"after the pull, dvc repro would still run {len(changed)} stage(s): "
+                              f"{', '.join(changed[:5])}; the remote holds another version of the study "
+                              "(`git log dvc.lock`), or this checkout has local changes (`dvc status`)")
+        typer.echo("pulled: every output is here and `dvc repro` has nothing to run")
+
+
+@app.command()
+def publish(remote: Remote = None) -> None:
+    """Push data, models, dissections, the report and the run-cache to the DVC remote, then check it (`make publish`)."""
+    from kdinterp.remote import RemoteError, publish as publish_study
+
+    with _errors((RemoteError,)):
+        where = publish_study(Path.cwd(), remote)
+        typer.echo(f"published to '{where.name}' ({where.url}): `dvc data status --not-in-remote` lists nothing")

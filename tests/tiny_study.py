@@ -1,0 +1,67 @@
+"""A tiny copy of the study: this checkout's pipeline with 1-epoch width-4 models on a tiny concept world.
+
+Used by the end-to-end and remote tests (``conftest.tiny_study``) and by ``scripts/container-check``,
+which runs it inside the image::
+
+    python -m tests.tiny_study DIR      # writes DIR: a git repository, data/ tracked by DVC, not yet run
+
+It has the repository's dvc.yaml, src/, Makefile, .gitignore, .dvcignore and .dvc/config (the
+cache rule and the placeholder remote) and a params.yaml of 2 seeds; ``dvc repro`` takes a few
+minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_WORLD = {"seed": 1, "image_size": 16, "probe_image_size": 32, "train_per_class": 8, "val_per_class": 4,
+              "probe_images": 40, "object_types": 2, "subtypes_per_type": 2, "supersample": 1}
+TINY_MODEL = {"model": {"arch": "resnet10", "width": 4, "small_input": True},
+              "optim": {"epochs": 1, "batch_size": 16, "lr": 0.05}}
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@127.0.0.1", "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@127.0.0.1"}
+
+
+def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
+    """Write the tiny study into ``root`` (created): files, concept world, ``git init``, ``dvc init``, ``dvc add data``.
+
+    Returns ``root``. Raises ``subprocess.CalledProcessError`` if git or dvc fails.
+    """
+    from kdinterp.config import from_mapping
+    from kdinterp.world import WorldParams, generate_world
+
+    env = {**(env or os.environ), **GIT_IDENTITY}
+    root.mkdir(parents=True)
+    for name in ("dvc.yaml", "Makefile", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, root)
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["world"] = {**params["world"], **TINY_WORLD}
+    params["data"].update(image_size=16, eval_batch_size=64)
+    params["teachers"]["teacher"].update(TINY_MODEL)
+    params["student_recipe"] = TINY_MODEL
+    params["dissection"]["batch_size"] = 16
+    params["seeds"] = [0, 1]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    generate_world(from_mapping(WorldParams, params["world"], "world"), root / "data" / "concept_world",
+                   workers=1, progress=False)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for command in (["git", "init", "-q"], [dvc, "init", "-q"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    for command in ([dvc, "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny study"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.tiny_study DIR")
+    print(make_tiny_study(Path(sys.argv[1])))
