@@ -7,8 +7,9 @@ stage; :func:`publish` pushes everything a pull needs and then proves, with
 
 The remote is DVC's own configuration: ``.dvc/config`` names the default remote ``storage`` with a
 placeholder URL; each user sets the real URL, and credentials, in ``.dvc/config.local`` (git-ignored
-by DVC) or in the environment (``AWS_ACCESS_KEY_ID`` ...), never in a committed file. Every DVC
-call here is the ``dvc`` command itself, as a user would type it.
+by DVC) or in the environment (``AWS_ACCESS_KEY_ID`` ...), never in a committed file. Transfers and
+status checks run the ``dvc`` command itself, as a user would type it; reading the configuration and
+probing the remote use DVC's Python API (``dvc.repo.Repo``).
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ def _dvc() -> str:
     return str(here) if here.is_file() else (shutil.which("dvc") or "dvc")
 
 
-def _run(root: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``root``, output captured (DVC prints no progress bars without a terminal anyway)."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run([_dvc(), *args], cwd=root, env=env, text=True,
-                          capture_output=capture, check=False)
+    return subprocess.run([_dvc(), *args], cwd=root, env=env, text=True, capture_output=True, check=False)
 
 
 def default_remote(root: Path, name: str | None = None) -> Remote:
@@ -159,7 +160,8 @@ def changed_stages(root: Path) -> list[str]:
     """The stages ``dvc status`` reports as changed (``dvc status --json``'s keys)."""
     done = _run(root, "status", "--json")
     if done.returncode != 0:
-        raise RemoteError(f"dvc status failed in {root}: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RemoteError(f"dvc status failed in {root}: {last}")
     return sorted(json.loads(done.stdout or "{}"))
 
 
