@@ -12,7 +12,8 @@ Format (``research/dissection.md`` §2; NetDissect-Lite ``loader/data_loader.py`
   Several PNGs per category are several planes (ADE parts: ``a_part_1.png;a_part_2.png``).
 
 Sizes: the segmentation size ``(sh, sw)`` need not be the image size (``broden1_224``: 224 px
-images, 112 px segmentations; ``broden1_227``: 227 / 113); all rows must share one ``(sh, sw)``.
+images, 112 px segmentations; ``broden1_227``: 227 / 113); all rows must share one ``(sh, sw)``
+and one image size ``(ih, iw)`` (when index.csv has those columns, each image must have it).
 Images may be RGB, grayscale or palette (converted to RGB); segmentation PNGs must be RGB(A).
 
 Label 0 policy: 0 means "unlabelled" for pixels *and* for image-level labels (NetDissect-Lite keeps
@@ -39,7 +40,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-__all__ = ["Broden", "BrodenDataset", "BrodenError", "collate_broden", "load_broden"]
+__all__ = ["Broden", "BrodenDataset", "BrodenError", "collate_broden", "load_broden", "read_image", "read_segmentation",
+           "unreadable_rows"]
 
 _INT = re.compile(r"^\d+$")
 _FLOATY_INT = re.compile(r"^\d+\.\d*$")
@@ -53,7 +55,8 @@ class BrodenError(ValueError):
 class BrodenRow:
     """One probe image: its path, segmentation size, pixel-label PNGs and image-level labels.
 
-    ``line`` is the row's line number in ``index.csv`` (the header is line 1), for error messages.
+    ``line`` is the row's line number in ``index.csv`` (the header is line 1), for error messages;
+    ``ih, iw`` the image size the row declares (0 when index.csv has no ih/iw columns).
     """
 
     image: str
@@ -62,6 +65,8 @@ class BrodenRow:
     pngs: tuple[str, ...]
     scalars: tuple[int, ...]
     line: int = 0
+    ih: int = 0
+    iw: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,8 @@ class Broden:
         categories: the selected categories, in ``category.csv`` order.
         label_names: ``(L + 1,)`` names by label number; index 0 is ``''``.
         label_category: ``(L + 1,)`` int64 index into ``categories`` of each label's primary
-            category; -1 for label 0 and for labels in no selected category (they are ignored).
+            category; -1 for label 0 and for labels in no selected category (the reader refuses
+            such labels where an image uses them, so none is dropped from the tally silently).
         rows: the images that carry data in at least one selected category.
     """
 
@@ -100,8 +106,10 @@ def load_broden(root: str | Path, categories: tuple[str, ...]) -> Broden:
         The parsed :class:`Broden`. Image and PNG files are opened only when read.
 
     Raises:
-        BrodenError: a file or column is missing, a number is malformed (``83.0`` for an integer,
-            non-numeric coverage), a label number is out of range, or a category is unknown.
+        BrodenError: a file or column is missing, a file is not UTF-8, a number is malformed
+            (``83.0`` for an integer, non-numeric or non-finite coverage), a label number is out of
+            range, an image-level label has no selected category (it would drop out of the tally),
+            or a category is unknown.
     """
     root = Path(root)
     known = [r["name"] for r in _read_csv(root / "category.csv", ("name",))]
@@ -113,6 +121,9 @@ def load_broden(root: str | Path, categories: tuple[str, ...]) -> Broden:
     names = _label_names(root / "label.csv")
     label_category = _primary_categories(root, selected, len(names))
     rows = _index_rows(root / "index.csv", selected, len(names))
+    for row in rows:
+        _check_claimed(np.asarray(row.scalars, dtype=np.int64), label_category, names, selected,
+                       f"{root / 'index.csv'} row {row.line}")
     return Broden(root, selected, names, label_category, rows)
 
 
@@ -120,13 +131,17 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, str]]
     """The rows of a CSV file, one at a time, after checking that the header has ``required``."""
     if not path.is_file():
         raise BrodenError(f"{path}: file not found; is dissection.broden_dir a Broden-layout directory?")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BrodenError(f"{path}: missing column(s) {missing} (header: {reader.fieldnames}); add them "
-                              "(an empty field is allowed) or fix dissection.categories")
-        yield from reader
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise BrodenError(f"{path}: missing column(s) {missing} (header: {reader.fieldnames}); add them "
+                                  "(an empty field is allowed) or fix dissection.categories")
+            yield from reader
+    except UnicodeDecodeError as err:
+        raise BrodenError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8, "
+                          "the encoding of Broden's CSV files") from None
 
 
 def _integer(value: str | None, where: str) -> int:
@@ -164,8 +179,10 @@ def _primary_categories(root: Path, selected: tuple[str, ...], num_labels: int) 
             try:
                 coverage = float(row["coverage"])
             except (TypeError, ValueError):
-                raise BrodenError(f"{where}: coverage {row['coverage']!r} is not a number; write a decimal "
-                                  "such as 0.5 (it decides the label's primary category)") from None
+                coverage = np.nan
+            if not np.isfinite(coverage):
+                raise BrodenError(f"{where}: coverage {row['coverage']!r} is not a finite number; write a decimal "
+                                  "such as 0.5 (it decides the label's primary category)")
             if coverage >= best[number]:
                 best[number], category[number] = coverage, index
     return category
@@ -190,7 +207,8 @@ def _index_rows(path: Path, selected: tuple[str, ...], num_labels: int) -> tuple
         scalars = [s for s in scalars if s > 0]  # image-level 0 = unlabelled (Lite keeps it: pitfall P-C4)
         if pngs or scalars:
             sh, sw = (_integer(raw[k], f"{where} ({k})") for k in ("sh", "sw"))
-            rows.append(BrodenRow(raw["image"], sh, sw, tuple(pngs), tuple(scalars), line=i + 2))
+            ih, iw = (_integer(raw[k], f"{where} ({k})") if raw.get(k) is not None else 0 for k in ("ih", "iw"))
+            rows.append(BrodenRow(raw["image"], sh, sw, tuple(pngs), tuple(scalars), line=i + 2, ih=ih, iw=iw))
     if not rows:
         raise BrodenError(f"{path}: no image carries a label of the selected categories {list(selected)}; "
                           "check dissection.categories and the category columns")
@@ -202,6 +220,33 @@ def _label(label: int, num_labels: int, where: str) -> int:
         raise BrodenError(f"{where}: label {label} >= number of labels {num_labels} (label.csv goes up to "
                           f"{num_labels - 1}); add the label to label.csv or fix the row")
     return label
+
+
+def read_image(path: Path, size: tuple[int, int], where: str = "index.csv") -> Image.Image:
+    """Decode one probe image as RGB (grayscale and palette images become 3 channels).
+
+    Args:
+        path: the image file.
+        size: ``(ih, iw)`` from index.csv; ``(0, 0)`` when index.csv has no ih/iw (not checked).
+        where: the index.csv row that lists the image, for error messages.
+
+    Returns:
+        The decoded RGB image.
+
+    Raises:
+        BrodenError: missing or undecodable file, or a size other than ``size``.
+    """
+    if not path.is_file():
+        raise BrodenError(f"{path}: image not found ({where}); restore it or remove the row")
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")  # decodes the whole file: a truncated one fails here
+    except (OSError, ValueError) as err:  # PIL: unidentified, truncated or corrupt file
+        raise BrodenError(f"{path} ({where}): not a decodable image ({err}); restore the file or remove the row") from None
+    if size != (0, 0) and (rgb.height, rgb.width) != size:
+        raise BrodenError(f"{path} ({where}): size {(rgb.height, rgb.width)} differs from ih, iw = {size} in "
+                          "index.csv; resize the image or fix ih, iw")
+    return rgb
 
 
 def read_segmentation(path: Path, shape: tuple[int, int], num_labels: int, where: str = "index.csv") -> np.ndarray:
@@ -217,13 +262,17 @@ def read_segmentation(path: Path, shape: tuple[int, int], num_labels: int, where
         int64 array ``(sh, sw)``.
 
     Raises:
-        BrodenError: missing file, a grayscale or palette image, wrong size, or a label >= ``num_labels``.
+        BrodenError: missing or undecodable file, a grayscale or palette image, wrong size, or a
+            label >= ``num_labels``.
     """
     if not path.is_file():
         raise BrodenError(f"{path}: segmentation file not found (listed in {where}); restore it or fix the row")
-    with Image.open(path) as img:
-        mode = img.mode
-        rgb = np.asarray(img)
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            rgb = np.asarray(img)
+    except (OSError, ValueError) as err:  # PIL: unidentified, truncated or corrupt file
+        raise BrodenError(f"{path} ({where}): not a decodable PNG ({err}); restore the file or fix the row") from None
     if mode == "P":
         raise BrodenError(f"{path} ({where}): palette-mode PNG; Broden labels are RGB with label = R + 256*G, "
                           "not palette indices (as in PASCAL VOC masks); re-encode the labels as RGB")
@@ -238,6 +287,22 @@ def read_segmentation(path: Path, shape: tuple[int, int], num_labels: int, where
         raise BrodenError(f"{path} ({where}): pixel label {int(labels.max())} >= number of labels {num_labels} "
                           "in label.csv; add the label to label.csv or fix the PNG")
     return labels
+
+
+def _check_claimed(labels: np.ndarray, label_category: np.ndarray, names: tuple[str, ...],
+                   selected: tuple[str, ...], where: str) -> None:
+    """Refuse labels (> 0) that no selected ``c_<category>.csv`` lists: the tally would drop them silently.
+
+    Raises:
+        BrodenError: naming ``where``, the first such label and the fix.
+    """
+    used = np.unique(labels[labels > 0])
+    unclaimed = used[label_category[used] < 0]
+    if unclaimed.size:
+        number = int(unclaimed[0])
+        raise BrodenError(f"{where}: label {number} ({names[number]!r}) is in no c_<category>.csv of the selected "
+                          f"categories {list(selected)}, so the tally would drop it; add it to the c_ file of its "
+                          "category, or select that category in dissection.categories")
 
 
 class BrodenDataset(Dataset):
@@ -259,6 +324,10 @@ class BrodenDataset(Dataset):
         if len(sizes) != 1:
             raise BrodenError(f"{broden.root / 'index.csv'}: segmentation sizes differ across rows {sorted(sizes)[:3]}; "
                               "batched dissection needs one size; dissect each size as its own probe set")
+        image_sizes = {(r.ih, r.iw) for r in broden.rows}
+        if len(image_sizes) != 1:
+            raise BrodenError(f"{broden.root / 'index.csv'}: image sizes ih, iw differ across rows "
+                              f"{sorted(image_sizes)[:3]}; batched dissection needs one size; resize the images")
 
     def __len__(self) -> int:
         return len(self.broden.rows)
@@ -270,15 +339,38 @@ class BrodenDataset(Dataset):
         where = f"index.csv row {row.line}"
         image = torch.zeros(0)
         if self.images:
-            if not path.is_file():
-                raise BrodenError(f"{path}: image not found ({where}); restore it or remove the row")
-            with Image.open(path) as img:
-                image = self.transform(img.convert("RGB"))  # grayscale (and palette) images become 3 channels
+            image = self.transform(read_image(path, (row.ih, row.iw), where))
         if not self.segmentation:
             return image, torch.zeros(0, 0, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
         planes = [read_segmentation(images / p, (row.sh, row.sw), self.broden.num_labels, where) for p in row.pngs]
         stacked = np.stack(planes) if planes else np.zeros((0, row.sh, row.sw), dtype=np.int64)
+        for name, plane in zip(row.pngs, planes, strict=True):
+            _check_claimed(plane, self.broden.label_category, self.broden.label_names, self.broden.categories,
+                           f"{images / name} ({where})")
         return image, torch.from_numpy(stacked), torch.tensor(row.scalars, dtype=torch.int64)
+
+
+def unreadable_rows(broden: Broden) -> Iterator[tuple[BrodenRow, str]]:
+    """Read every row as dissection does (image, segmentations, labels); yield each row that fails, with why.
+
+    Decodes every image and PNG (the default probe set: measured in the closing note of issue 16),
+    so a probe set without such rows is one that :class:`BrodenDataset` reads completely. The
+    check is the reader itself, not a second description of the format.
+
+    Yields:
+        ``(row, message)`` per failing row; ``message`` is the :class:`BrodenError` text.
+    """
+    dataset = BrodenDataset(broden, transform=_decoded_only)
+    for i, row in enumerate(broden.rows):
+        try:
+            dataset[i]
+        except BrodenError as err:
+            yield row, str(err)
+
+
+def _decoded_only(image: Image.Image) -> torch.Tensor:
+    """A transform that keeps nothing (the image was decoded to be checked)."""
+    return torch.zeros(0)
 
 
 def collate_broden(batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,8 +5,9 @@ Issue 3 item 4 (validate ``index.csv`` and ``label.csv`` before dissecting) and 
 lists, and :func:`validate_data` runs them for the ``validate_data`` stage:
 
 * :func:`validate_broden`: any Broden-layout directory (``broden1_224`` or the concept world's
-  ``probe/``). Cheap enough for the real data set (63k rows): files are checked to *exist*, PNGs are
-  never opened (their pixel labels are checked by the reader during dissection).
+  ``probe/``): its tables. Files are checked to *exist* here; :func:`probe_files_report` (run by
+  :func:`validate_data` on the dissected probe set) decodes each of them with the dissection's own
+  reader.
 
   - ``category.csv``: a ``name`` column, names unique, every selected category listed.
   - ``label.csv``: columns ``number, name, category, frequency, coverage``; numbers plain integers
@@ -135,6 +136,30 @@ def validate_broden(root: Path, categories: Sequence[str]) -> list[TableReport]:
     return reports
 
 
+def probe_files_report(root: Path, categories: Sequence[str]) -> TableReport:
+    """Read every probe image and segmentation PNG with the dissection's own reader (:func:`kdinterp.broden.unreadable_rows`).
+
+    One table row per ``index.csv`` row: it must decode (image with the ``ih, iw`` of index.csv,
+    segmentations RGB of size ``sh, sw``) and every label it uses must have a selected primary
+    category. So a probe set that passes is one that dissection reads without error and without
+    dropping a label. When the tables cannot be parsed at all, the report holds that one error.
+    """
+    from kdinterp.broden import BrodenError, load_broden, unreadable_rows
+
+    root = Path(root)
+    try:
+        broden = load_broden(root, tuple(categories))
+        errors = {row.line: message for row, message in unreadable_rows(broden)}
+        rows = [{"_row": row.line, "image": row.image, "_error": errors.get(row.line)} for row in broden.rows]
+    except BrodenError as err:
+        rows = [{"_row": 0, "image": None, "_error": str(err)}]
+    frame = pd.DataFrame(rows, columns=["_row", "image", "_error"])
+    frame["_readable"] = frame["_error"].isna()
+    check = _true("_readable", "every image and segmentation decodes with the dissection's reader and every label "
+                  "it uses has a selected category", ["_row", "image", "_error"])
+    return run_check(Check(root / "images", frame, [check]), TableReport(root / "images"))
+
+
 def validate_world(
     world_dir: Path, *, min_concept_images: int, max_coverage: float, balance_tolerance: float
 ) -> list[TableReport]:
@@ -234,6 +259,7 @@ def validate_data(
                                   balance_tolerance=balance_tolerance)
     if world_dir is None or broden_dir.resolve() != (Path(world_dir) / "probe").resolve():
         reports += validate_broden(broden_dir, categories)
+    reports.append(probe_files_report(broden_dir, categories))
     success = all(report.success for report in reports)
     write_json(report_path, {
         "success": success,
@@ -268,7 +294,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValidationError(f"{path}: not a readable CSV table ({err})") from err
+        raise ValidationError(f"{path}: not a readable CSV table ({err}); re-save it as a UTF-8 CSV file") from err
     return frame.assign(_row=range(2, len(frame) + 2))
 
 
