@@ -261,8 +261,8 @@ class SensitivityParams:
 class DissectionParams:
     """Network Dissection of one layer on a Broden-layout probe set (NetDissect-Lite semantics).
 
-    ``quantile_convention`` (:func:`kdinterp.dissection.thresholds.quantile_level`): ``exact``
-    thresholds at level ``1 - quantile``, ``lite`` at NetDissect-Lite's ``994/999`` for 0.005.
+    ``quantile``: each unit's threshold is the exact quantile at level ``1 - quantile`` of its raw
+    activations (:mod:`kdinterp.dissection.thresholds`; NetDissect-Lite's sketch estimate is not reproduced).
     ``activation_rule`` (:mod:`kdinterp.dissection.tally`): a unit's active pixels in an image count
     toward category c, with ``lite``, if some of them lie on a label of c or the image has an
     image-level label of c; with ``netdissect``, if c is present anywhere in the image.
@@ -280,7 +280,6 @@ class DissectionParams:
     categories: tuple[str, ...] = CATEGORIES
     batch_size: int = 64
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantile_convention: Literal["exact", "lite"] = "exact"
     activation_rule: Literal["lite", "netdissect"] = "lite"
     top_images: int = 8
     activations: Literal["auto", "disk", "recompute"] = "auto"

@@ -32,7 +32,7 @@ from kdinterp.broden import BrodenDataset, collate_broden
 from kdinterp.dissection.activations import ActivationStorage, ActivationStore
 from kdinterp.dissection.tables import DissectionResult, summary, tally_table, units_table
 from kdinterp.dissection.tally import ActivationRule, Tally
-from kdinterp.dissection.thresholds import QuantileConvention, TopQuantile
+from kdinterp.dissection.thresholds import TopQuantile
 from kdinterp.dissection.topimages import TopImages, TopImagesResult
 from kdinterp.dissection.upsample import ActivePixels, active_pixels, bilinear_matrix, unit_masks
 from kdinterp.dissection.variants import BlockCounts, Variant, VariantResult
@@ -62,8 +62,7 @@ KEEP_ACTIVATIONS_BYTES = 1 << 30
 
 @torch.no_grad()
 def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: float, batch_size: int,
-            device: torch.device, num_workers: int = 0, quantile_convention: QuantileConvention = "exact",
-            activation_rule: ActivationRule = "lite", top_images: int = 8, variants: Sequence[Variant] = (),
+            device: torch.device, num_workers: int = 0, activation_rule: ActivationRule = "lite", top_images: int = 8, variants: Sequence[Variant] = (),
             blocks: int = 0, activations: ActivationStorage = "auto",
             activation_memory_bytes: int = KEEP_ACTIVATIONS_BYTES, scratch_dir: str | Path | None = None,
             batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> DissectionResult:
@@ -73,15 +72,15 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         model: a classifier; run in eval mode on ``device``.
         layer: module path, e.g. ``"layer4"``; its output must be ``(B, U, h, w)``.
         dataset: the probe set; its images, after ``batch_transform``, are what the model expects.
-        quantile: upper tail mass for the per-unit thresholds (0.005 in the paper).
+        quantile: upper tail mass for the per-unit thresholds (0.005 in the paper): each threshold is the
+            exact quantile at level ``1 - quantile`` (:mod:`~kdinterp.dissection.thresholds`).
         batch_size: images per batch.
         device: where the model, the thresholds and the tally run.
         num_workers: DataLoader workers for reading images and PNGs.
-        quantile_convention: ``exact`` or ``lite`` (:func:`~kdinterp.dissection.thresholds.quantile_level`).
         activation_rule: ``lite`` or ``netdissect`` (:mod:`~kdinterp.dissection.tally`).
         top_images: top-activating images kept per unit.
         variants: further tallies from the same passes (:mod:`~kdinterp.dissection.variants`), each
-            with its own thresholds (same convention and rule).
+            with its own thresholds (same rule).
         blocks: split the main tally's counts over this many consecutive blocks of probe batches
             (``min(blocks, batches)``; 0: no split), for the probe bootstrap.
         activations: where the layer's activations wait for the tally (:mod:`~kdinterp.dissection.activations`):
@@ -105,7 +104,7 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
     forward = _Forward(model, batch_transform, device)
     with retain_layer(model, layer) as forward.retained, \
             ActivationStore(activations, len(dataset), activation_memory_bytes, scratch_dir) as kept:
-        thresholds, top = _first_pass(forward, dataset, views, quantile_convention, top_images,
+        thresholds, top = _first_pass(forward, dataset, views, top_images,
                                       _loader(dataset, batch_size, num_workers, segmentation=False), kept)
         tallies, block_counts = _tally(forward, dataset.broden.label_category, len(dataset.broden.categories),
                                        views, thresholds, size, activation_rule,
@@ -151,8 +150,7 @@ class _Forward:
         return self.retained.get()
 
 
-def _first_pass(forward: _Forward, dataset: BrodenDataset, views: list[Variant], convention: QuantileConvention,
-                top_images: int, loader: DataLoader,
+def _first_pass(forward: _Forward, dataset: BrodenDataset, views: list[Variant], top_images: int, loader: DataLoader,
                 kept: ActivationStore) -> tuple[list[torch.Tensor], TopImagesResult]:
     """Pass 1: exact thresholds ``(U,)`` float64 of every view (the main one first) and the top images of every
     unit; the activations of every batch go to ``kept``."""
@@ -165,7 +163,7 @@ def _first_pass(forward: _Forward, dataset: BrodenDataset, views: list[Variant],
             units = acts.shape[1]
             if not streams:
                 total = len(dataset) * acts.shape[2] * acts.shape[3]
-                streams = [TopQuantile(units, total, view.quantile, forward.device, convention) for view in views]
+                streams = [TopQuantile(units, total, view.quantile, forward.device) for view in views]
             kept.append(acts)
             for view, stream in zip(views, streams, strict=True):
                 stream.update(view.apply(acts).transpose(0, 1).reshape(units, -1))

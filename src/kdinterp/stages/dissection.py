@@ -46,7 +46,6 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> dict:
     band = spec.sensitivity
     result = dissection.dissect(net, spec.layer, dataset, quantile=spec.quantile, batch_size=spec.batch_size,
                                 device=resolve_device(spec.device), num_workers=params.data.num_workers,
-                                quantile_convention=spec.quantile_convention,
                                 activation_rule=spec.activation_rule, top_images=spec.top_images,
                                 variants=_variants(spec, _layer_units(net, spec.layer, dataset, normalize)),
                                 blocks=band.bootstrap_blocks, activations=spec.activations,
