@@ -62,8 +62,8 @@ KEEP_ACTIVATIONS_BYTES = 1 << 30
 
 @torch.no_grad()
 def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: float, batch_size: int,
-            device: torch.device, num_workers: int = 0, activation_rule: ActivationRule = "lite", top_images: int = 8, variants: Sequence[Variant] = (),
-            blocks: int = 0, activations: ActivationStorage = "auto",
+            device: torch.device, num_workers: int = 0, activation_rule: ActivationRule = "lite", top_images: int = 8,
+            variants: Sequence[Variant] = (), blocks: int = 0, activations: ActivationStorage = "auto",
             activation_memory_bytes: int = KEEP_ACTIVATIONS_BYTES, scratch_dir: str | Path | None = None,
             batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> DissectionResult:
     """Dissect ``layer`` of ``model`` on ``dataset``.
@@ -88,7 +88,7 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         activation_memory_bytes: the in-memory cap of ``auto``.
         scratch_dir: where the memmap's temporary directory is made (None: the system's temp directory).
         batch_transform: applied to each batch of images ``(B, 3, H, W)`` on ``device`` before the model
-            (e.g. :func:`kdinterp.data.normalize_batch`, so that images are normalised a batch at a time);
+            (e.g. :func:`kdinterp.memory_data.to_normalized`, so that images are normalised a batch at a time);
             None: the dataset's images go to the model as they are.
 
     Returns:
@@ -96,7 +96,8 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         given and ``blocks`` when asked for.
 
     Raises:
-        ValueError: the layer's output is not finite on some image (the model is broken).
+        ValueError: the layer's output is not finite on some image (the model is broken), or an unknown
+            ``activations``.
     """
     model.eval().to(device)
     size = (dataset.broden.rows[0].sh, dataset.broden.rows[0].sw)
@@ -137,7 +138,8 @@ def _loader(dataset: BrodenDataset, batch_size: int, num_workers: int, *, segmen
 class _Forward:
     """The model, its input transform and the hook on the dissected layer."""
 
-    def __init__(self, model: nn.Module, batch_transform, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, batch_transform: Callable[[torch.Tensor], torch.Tensor] | None,
+                 device: torch.device) -> None:
         self.model, self.batch_transform, self.device = model, batch_transform, device
         self.retained: LayerOutput | None = None
 

@@ -17,6 +17,12 @@ the labels. Counts accumulate over the whole probe set as exact int64; this is L
   * ``netdissect`` (the original NetDissect and gandissect, §1.6): images where category c is
     present anywhere (a pixel label or an image-level label of c).
 
+The counting is sparse: only the active pixels' labels are gathered and counted (one ``bincount``
+over (unit, label) keys per batch and tally), and only the (image, unit) pairs that pass Lite's
+gate ``max > T_u`` carry active pixels (:func:`~kdinterp.dissection.upsample.active_pixels`). A
+batch's labels are prepared once (:meth:`Tally.prepare`) and shared by every tally of the batch
+(the variants). Integer ops only, so the counts are exact on the CPU and on CUDA.
+
 The dataset-level IoU is ``intersection / (unit_area[u, cat(l)] + concept_area - intersection)``.
 
 Label 0 is "unlabelled" for pixels and image-level labels alike (Lite zeroes pixel bin 0 but
