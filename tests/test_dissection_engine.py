@@ -31,9 +31,19 @@ def probe(tmp_path_factory) -> BrodenDataset:
     return BrodenDataset(load_broden(root, CATEGORIES), _to_tensor)
 
 
-def _run(dataset: BrodenDataset, batch_size: int, **options):
+def _model() -> _Model:
+    """The oracle's model with its weights as buffers, so that ``.to(device)`` moves them."""
+    model = _Model(seed=7)
+    for name in ("weight", "bias"):
+        value = getattr(model.layer4, name)
+        delattr(model.layer4, name)
+        model.layer4.register_buffer(name, value)
+    return model
+
+
+def _run(dataset: BrodenDataset, batch_size: int, device: torch.device = torch.device("cpu"), **options):
     variants = (Variant("unit", 0.2), Variant("rotated", 0.1, random_rotation(UNITS, 0)))
-    return dissect(_Model(seed=7), "layer4", dataset, quantile=0.1, batch_size=batch_size, device=torch.device("cpu"),
+    return dissect(_model(), "layer4", dataset, quantile=0.1, batch_size=batch_size, device=device,
                    variants=variants, blocks=3, **options)
 
 
@@ -52,14 +62,16 @@ def _assert_same(a, b, blocks: bool = True, variants: bool = True) -> None:
             assert np.array_equal(getattr(a.blocks, name), getattr(b.blocks, name)), name
 
 
-def _dense_reference(dataset: BrodenDataset, result, rule: str = "lite") -> DenseTally:
-    """The pre-issue-15 tally of the main view, from per-image activations and the reader's labels."""
-    model = _Model(seed=7)
+def _dense_reference(dataset: BrodenDataset, result, rule: str = "lite",
+                     device: torch.device = torch.device("cpu")) -> DenseTally:
+    """The pre-issue-15 tally of the main view on the CPU, from per-image activations (computed on ``device``)
+    and the reader's labels."""
+    model = _model().to(device)
     dense = DenseTally(result.num_units, dataset.broden.label_category, len(CATEGORIES), rule=rule)
     size = (dataset.broden.rows[0].sh, dataset.broden.rows[0].sw)
     for i in range(len(dataset)):
         image, planes, scalars = dataset[i]
-        acts = model.layer4(image[None])
+        acts = model.layer4(image[None].to(device)).cpu()
         dense.update(active_pixels(acts, torch.from_numpy(result.thresholds), size), planes.flatten(1)[None],
                      scalars[None])
     return dense
@@ -173,3 +185,19 @@ def test_disk_store_peak_memory_does_not_grow_with_the_images(tmp_path) -> None:
         grown = _status("VmHWM") - base
         assert store.path.stat().st_size == batch * batches * 256 * 16 * 4
     assert grown < 64 << 20, f"peak RSS grew by {grown >> 20} MiB while 256 MiB went through the memmap"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("storage", ["auto", "disk"])
+def test_cuda_kept_activations_and_sparse_tally_are_exact(probe: BrodenDataset, storage: str, tmp_path) -> None:
+    """On CUDA: kept activations (memory, or a memmap read back to the device) equal a second forward pass,
+    and the int64 sparse counts equal the dense reference tally fed the same activations and thresholds."""
+    cuda = torch.device("cuda")
+    recomputed = _run(probe, 5, activations="recompute", device=cuda)
+    kept = _run(probe, 5, activations=storage, device=cuda, scratch_dir=tmp_path)
+    _assert_same(recomputed, kept)
+    assert list(tmp_path.iterdir()) == []
+    dense = _dense_reference(probe, kept, device=cuda)
+    for name in ("intersection", "unit_area", "concept_area"):
+        assert np.array_equal(getattr(kept, name), getattr(dense, name).numpy()), name
