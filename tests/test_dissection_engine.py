@@ -184,7 +184,8 @@ def test_disk_store_peak_memory_does_not_grow_with_the_images(tmp_path) -> None:
             assert store.get(i * batch, (i + 1) * batch)[:, 0, 0, 0].eq(float(i)).all()
         grown = _status("VmHWM") - base
         assert store.path.stat().st_size == batch * batches * 256 * 16 * 4
-    assert grown < 64 << 20, f"peak RSS grew by {grown >> 20} MiB while 256 MiB went through the memmap"
+    # One batch is 4 MiB: about 10 MiB measured; a mapping of the whole file kept open measured 70 MiB.
+    assert grown < 32 << 20, f"peak RSS grew by {grown >> 20} MiB while 256 MiB went through the memmap"
 
 
 @pytest.mark.gpu
