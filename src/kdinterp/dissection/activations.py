@@ -102,8 +102,7 @@ class ActivationStore:
         elif self.where == "disk":
             rows = self._rows(self.written, self.written + batch, "r+")
             rows[:] = activations.detach().to("cpu", torch.float32).numpy()
-            rows.flush()
-            del rows
+            del rows  # unmapped: the written pages stay in the page cache (no msync needed to read them back)
         self.written += batch
 
     def get(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
