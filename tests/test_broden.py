@@ -191,3 +191,12 @@ def test_missing_category_file_is_named(tmp_path: Path) -> None:
     (root / "c_part.csv").unlink()
     with pytest.raises(BrodenError, match=r"c_part\.csv: file not found"):
         load_broden(root, ALL)
+
+
+def test_collate_keeps_the_segmentation_size_of_a_batch_without_label_planes() -> None:
+    """A batch of images with image-level labels only (issue 15: batch size 1 crashed on such a row)."""
+    items = [(torch.zeros(3, 4, 4), torch.zeros(0, 6, 5, dtype=torch.int64), torch.tensor([7, 8])),
+             (torch.zeros(3, 4, 4), torch.zeros(0, 6, 5, dtype=torch.int64), torch.tensor([9]))]
+    images, planes, scalars = collate_broden(items)
+    assert planes.shape == (2, 0, 6, 5) and planes.flatten(2).shape == (2, 0, 30)
+    assert scalars.tolist() == [[7, 8], [9, 0]] and images.shape == (2, 3, 4, 4)

@@ -260,20 +260,8 @@ def test_active_pixels_equal_thresholded_interpolate(shape, size, max_upsampled:
 
 def test_quantile_levels() -> None:
     assert quantile_level(0.005) == pytest.approx(0.995)
-    assert quantile_level(0.005, "lite") == 994 / 999  # Lite's readout(1000)[:, int(1000 * 0.995 - 1)]
-    assert quantile_level(0.01, "lite") == 989 / 999
-    with pytest.raises(ValueError, match="'exact' or 'lite'"):
-        quantile_level(0.005, "kll")
-
-
-@pytest.mark.parametrize("quantile", [0.005, 0.05])
-def test_streaming_threshold_lite_convention_equals_numpy_at_lite_level(quantile: float) -> None:
-    values = torch.randn(4, 5003).abs() ** 2
-    stream = TopQuantile(4, 5003, quantile, convention="lite")
-    for start in range(0, 5003, 611):
-        stream.update(values[:, start:start + 611])
-    expected = np.quantile(values.numpy().astype(np.float64), quantile_level(quantile, "lite"), axis=1)
-    np.testing.assert_allclose(stream.thresholds().numpy(), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="outside"):
+        quantile_level(1.5)
 
 
 @pytest.mark.parametrize(("k", "batch"), [(3, 2), (4, 5), (20, 4)])
@@ -348,12 +336,12 @@ def test_cuda_dissection_equals_cpu(tmp_path, rule: str) -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("quantile_convention", "kll", r"quantile_convention"),
+    ("quantile_convention", "lite", r"quantile_convention: unknown key"),  # removed (issue 15): exact only
     ("activation_rule", "gandissect", r"activation_rule"),
     ("top_images", 0, r"top_images must be >= 1"),
 ])
 def test_dissection_params_refuse_unknown_options(key: str, value, message: str) -> None:
     spec = from_mapping(DissectionParams, {"broden_dir": "probe"}, "dissection")
-    assert (spec.quantile_convention, spec.activation_rule, spec.top_images) == ("exact", "lite", 8)
+    assert (spec.activation_rule, spec.top_images, spec.activations) == ("lite", 8, "auto")
     with pytest.raises(ParamsError, match=message):
         from_mapping(DissectionParams, {"broden_dir": "probe", key: value}, "dissection")

@@ -382,7 +382,7 @@ def collate_broden(batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]])
     images = torch.stack([b[0] for b in batch])
     p_max = max(b[1].shape[0] for b in batch)
     s_max = max(b[2].shape[0] for b in batch)
-    size = next((b[1].shape[1:] for b in batch if b[1].shape[0]), (0, 0))
+    size = batch[0][1].shape[1:]  # (sh, sw), even when no image of the batch has a label plane
     planes = torch.zeros((len(batch), p_max, *size), dtype=torch.int64)
     scalars = torch.zeros((len(batch), s_max), dtype=torch.int64)
     for i, (_, p, s) in enumerate(batch):

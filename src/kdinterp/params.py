@@ -261,12 +261,16 @@ class SensitivityParams:
 class DissectionParams:
     """Network Dissection of one layer on a Broden-layout probe set (NetDissect-Lite semantics).
 
-    ``quantile_convention`` (:func:`kdinterp.dissection.thresholds.quantile_level`): ``exact``
-    thresholds at level ``1 - quantile``, ``lite`` at NetDissect-Lite's ``994/999`` for 0.005.
+    ``quantile``: each unit's threshold is the exact quantile at level ``1 - quantile`` of its raw
+    activations (:mod:`kdinterp.dissection.thresholds`; NetDissect-Lite's sketch estimate is not reproduced).
     ``activation_rule`` (:mod:`kdinterp.dissection.tally`): a unit's active pixels in an image count
     toward category c, with ``lite``, if some of them lie on a label of c or the image has an
     image-level label of c; with ``netdissect``, if c is present anywhere in the image.
     ``top_images``: top-activating probe images kept per unit (``top_images.npz``).
+    ``activations`` (:mod:`kdinterp.dissection.activations`): where the layer's activations wait
+    between the threshold pass and the tally pass: ``auto`` in memory up to ``activation_memory_mb``
+    MiB, else in a float32 memmap in the output directory; ``disk`` always the memmap; ``recompute``
+    a second forward pass instead (for GPUs). The results are the same either way.
     """
 
     broden_dir: str
@@ -276,9 +280,10 @@ class DissectionParams:
     categories: tuple[str, ...] = CATEGORIES
     batch_size: int = 64
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantile_convention: Literal["exact", "lite"] = "exact"
     activation_rule: Literal["lite", "netdissect"] = "lite"
     top_images: int = 8
+    activations: Literal["auto", "disk", "recompute"] = "auto"
+    activation_memory_mb: int = 1024
     sensitivity: SensitivityParams = field(default_factory=SensitivityParams)
 
     def __post_init__(self) -> None:
@@ -288,6 +293,7 @@ class DissectionParams:
         unknown = sorted(set(self.categories) - set(CATEGORIES))
         _check(not unknown, f"categories: unknown {unknown}; Broden has {list(CATEGORIES)}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.activation_memory_mb >= 0, f"activation_memory_mb must be >= 0, got {self.activation_memory_mb}")
 
 
 @dataclass(frozen=True)

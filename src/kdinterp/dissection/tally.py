@@ -17,6 +17,12 @@ the labels. Counts accumulate over the whole probe set as exact int64; this is L
   * ``netdissect`` (the original NetDissect and gandissect, §1.6): images where category c is
     present anywhere (a pixel label or an image-level label of c).
 
+The counting is sparse: only the active pixels' labels are gathered and counted (one ``bincount``
+over (unit, label) keys per batch and tally), and only the (image, unit) pairs that pass Lite's
+gate ``max > T_u`` carry active pixels (:func:`~kdinterp.dissection.upsample.active_pixels`). A
+batch's labels are prepared once (:meth:`Tally.prepare`) and shared by every tally of the batch
+(the variants). Integer ops only, so the counts are exact on the CPU and on CUDA.
+
 The dataset-level IoU is ``intersection / (unit_area[u, cat(l)] + concept_area - intersection)``.
 
 Label 0 is "unlabelled" for pixels and image-level labels alike (Lite zeroes pixel bin 0 but
@@ -26,6 +32,7 @@ category among the selected ones (``label_category == -1``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -33,12 +40,36 @@ import torch
 
 from kdinterp.dissection.upsample import ActivePixels
 
-__all__ = ["ActivationRule", "Tally"]
+__all__ = ["ActivationRule", "BatchLabels", "Tally"]
 
 ActivationRule = Literal["lite", "netdissect"]
 
 #: Active-pixel labels handled at once (bounds the temporaries, see ``upsample.MAX_UPSAMPLED``).
 CHUNK = 1 << 21
+
+
+@dataclass(frozen=True)
+class BatchLabels:
+    """One batch's labels, prepared once (:meth:`Tally.prepare`) for every tally of the batch.
+
+    Attributes:
+        batch: images ``B``.
+        pixels: pixels per segmentation ``S``.
+        planes: int64 ``(B, P, S)`` raw pixel labels, contiguous.
+        scalars: int64 ``(B, K)`` image-level labels, ignored labels set to 0.
+        concept_counts: int64 ``(L + 1,)`` what the batch adds to ``concept_area``.
+        image_categories: bool ``(B, C)``: the categories of each image's image-level labels.
+        present_categories: bool ``(B, C)``: categories with a pixel label in the image (rule
+            ``netdissect`` only, else None).
+    """
+
+    batch: int
+    pixels: int
+    planes: torch.Tensor
+    scalars: torch.Tensor
+    concept_counts: torch.Tensor
+    image_categories: torch.Tensor
+    present_categories: torch.Tensor | None
 
 
 class Tally:
@@ -68,6 +99,7 @@ class Tally:
         self.label_map = torch.where(counted, torch.arange(num_labels, device=self.device), 0)  # ignored -> 0
         self.category_onehot = torch.zeros(num_labels, num_categories, device=self.device)
         self.category_onehot[counted, self.label_category[counted]] = 1.0  # Lite's labelcat, built right
+        self.category_slot = (self.label_category + 1) * counted     # category + 1; 0: unlabelled or ignored
         self.intersection = torch.zeros(num_units, num_labels, dtype=torch.int64, device=self.device)
         self.unit_area = torch.zeros(num_units, num_categories, dtype=torch.int64, device=self.device)
         self.concept_area = torch.zeros(num_labels, dtype=torch.int64, device=self.device)
@@ -78,73 +110,91 @@ class Tally:
         """``L + 1``."""
         return len(self.concept_area)
 
+    def prepare(self, planes: torch.Tensor, scalars: torch.Tensor, pixels: int | None = None) -> BatchLabels:
+        """A batch's labels in the form :meth:`add` reads; one preparation serves every tally of the batch
+        built with the same ``label_category``, ``num_categories`` and rule.
+
+        Args:
+            planes: int64 ``(B, P, S)`` pixel labels (0 = unlabelled), P >= 0.
+            scalars: int64 ``(B, K)`` image-level labels (0 = padding), K >= 0.
+            pixels: ``S``, the area of an image-level label (default ``planes.shape[2]``).
+        """
+        planes = planes.to(self.device).contiguous()
+        scalars = scalars.to(self.device)
+        scalars = self.label_map.index_select(0, scalars.reshape(-1)).view(scalars.shape)
+        pixels = planes.shape[2] if pixels is None else pixels
+        concepts = torch.bincount(planes.reshape(-1), minlength=self.num_labels) * (self.label_map > 0)
+        labels = scalars[scalars > 0]
+        concepts.index_add_(0, labels, torch.full_like(labels, pixels))
+        image_categories = (self.category_onehot[scalars] * (scalars > 0)[..., None]).sum(1) > 0
+        present = self._present_categories(planes) if self.rule == "netdissect" else None
+        return BatchLabels(planes.shape[0], pixels, planes, scalars, concepts, image_categories, present)
+
     def update(self, active: ActivePixels, planes: torch.Tensor, scalars: torch.Tensor) -> None:
-        """Add one batch.
+        """Add one batch: ``add(active, prepare(planes, scalars))``.
 
         Args:
             active: the units' active pixels on the ``B`` images of the batch.
             planes: int64 ``(B, P, S)`` pixel labels (0 = unlabelled), P >= 0.
             scalars: int64 ``(B, K)`` image-level labels (0 = padding), K >= 0.
         """
-        planes, scalars, active = planes.to(self.device), scalars.to(self.device), active.to(self.device)
-        scalars = self.label_map.index_select(0, scalars.reshape(-1)).view(scalars.shape)
+        self.add(active, self.prepare(planes, scalars, active.num_pixels))
+
+    def add(self, active: ActivePixels, labels: BatchLabels) -> None:
+        """Add one batch: the units' active pixels on its ``B`` images and its prepared labels."""
+        active = active.to(self.device)
         count = active.pair_count()                                                # (M,) |active| per pair
-        present = self._count_concepts(planes, scalars, active.num_pixels) > 0    # (L + 1,)
-        touched = self._pixel_intersections(active, planes, present)              # (M, C)
-        image_categories = self._image_intersections(active, count, scalars)      # (B, C)
+        self.concept_area += labels.concept_counts
+        touched = self._pixel_intersections(active, labels.planes)                # (M, C)
+        self._image_intersections(active, count, labels.scalars)
         if self.rule == "lite":
-            counted = touched | image_categories[active.pair_image]
+            counted = touched | labels.image_categories[active.pair_image]
         else:
-            counted = (self._present_categories(planes) | image_categories)[active.pair_image]
+            counted = (labels.present_categories | labels.image_categories)[active.pair_image]
         self.unit_area.index_add_(0, active.pair_unit, count[:, None] * counted)
         self.num_images += active.batch
 
-    def _count_concepts(self, planes: torch.Tensor, scalars: torch.Tensor, pixels: int) -> torch.Tensor:
-        """Add the batch's concept areas; return its pixel-label counts ``(L + 1,)`` (ignored labels zeroed).
-
-        ``planes`` are raw labels, ``scalars`` already have the ignored labels set to 0.
-        """
-        counts = torch.bincount(planes.reshape(-1), minlength=self.num_labels) * (self.label_map > 0)
-        self.concept_area += counts
-        labels = scalars[scalars > 0]
-        self.concept_area.index_add_(0, labels, torch.full_like(labels, pixels))
-        return counts
-
-    def _pixel_intersections(self, active: ActivePixels, planes: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    def _pixel_intersections(self, active: ActivePixels, planes: torch.Tensor) -> torch.Tensor:
         """Add pixel-label intersections; return which categories each pair's active pixels touch ``(M, C)``.
 
-        ``present``: bool ``(L + 1,)``, the labels in this batch's planes. The per-pair bincount runs
-        over those labels only (Lite's ``bt``, restricted to the columns that can be non-zero), in
-        one ``bincount`` over all planes (a pixel labelled l in two planes counts twice).
+        Sparse (Lite's ``bt`` without the dense per-unit pass): only the ``N`` active pixels' labels
+        are gathered, from every plane (a pixel labelled l in two planes counts twice), and counted
+        with one ``bincount`` over (unit, label) keys; a second ``bincount`` over (pair, category)
+        keys gives the categories each pair touches. Unlabelled and ignored labels go to label 0
+        (category slot 0), which is dropped. Exact int64 counts on any device.
         """
         pairs, (batch, num_planes, pixels) = active.pair_image.shape[0], planes.shape
-        present = present.nonzero()[:, 0]
-        if pairs == 0 or present.numel() == 0:
-            return torch.zeros(pairs, self.category_onehot.shape[1], dtype=torch.bool, device=self.device)
-        slot = torch.zeros(self.num_labels, dtype=torch.int64, device=self.device)
-        slot[present] = torch.arange(1, present.numel() + 1, device=self.device)  # 0: unlabelled or ignored
-        width = present.numel() + 1
-        coded = slot.index_select(0, planes.transpose(1, 2).reshape(-1)).view(batch * pixels, num_planes)
-        per_pair = torch.zeros(pairs * width, dtype=torch.int64, device=self.device)
-        step = max(1, CHUNK // max(num_planes, 1))
+        num_categories = self.category_onehot.shape[1]
+        units, width = self.intersection.shape
+        touched = torch.zeros(pairs * (num_categories + 1), dtype=torch.int64, device=self.device)
+        if pairs == 0 or num_planes == 0 or active.pixel.shape[0] == 0:
+            return touched.view(pairs, num_categories + 1)[:, 1:] > 0
+        flat = planes.view(-1)
+        plane_offset = torch.arange(num_planes, device=self.device) * pixels                         # (P,)
+        intersection = torch.zeros(units * width, dtype=torch.int64, device=self.device)
+        step = max(1, CHUNK // num_planes)
         for start in range(0, active.pixel.shape[0], step):  # chunks bound the temporaries
             pixel_pair, pixel = active.pixel_pair[start:start + step], active.pixel[start:start + step]
-            where = (active.pair_image * pixels).index_select(0, pixel_pair) + pixel                 # (n,)
-            keys = coded.index_select(0, where) + (pixel_pair * width)[:, None]                      # (n, P)
-            per_pair += torch.bincount(keys.reshape(-1), minlength=pairs * width)
-        per_pair = per_pair.view(pairs, width)[:, 1:]
-        per_unit = torch.zeros(self.intersection.shape[0], present.numel(), dtype=torch.int64, device=self.device)
-        self.intersection[:, present] += per_unit.index_add_(0, active.pair_unit, per_pair)
-        return ((per_pair > 0).float() @ self.category_onehot[present]) > 0
+            first = active.pair_image.index_select(0, pixel_pair) * (num_planes * pixels) + pixel     # (n,)
+            raw = flat.index_select(0, (first[:, None] + plane_offset).reshape(-1))                  # (n * P,)
+            label = self.label_map.index_select(0, raw).view(-1, num_planes)                         # (n, P)
+            unit = active.pair_unit.index_select(0, pixel_pair)
+            intersection += torch.bincount(((unit * width)[:, None] + label).reshape(-1), minlength=units * width)
+            slot = self.category_slot.index_select(0, label.reshape(-1)).view(-1, num_planes)        # (n, P)
+            touched += torch.bincount(((pixel_pair * (num_categories + 1))[:, None] + slot).reshape(-1),
+                                      minlength=pairs * (num_categories + 1))
+        intersection = intersection.view(units, width)
+        intersection[:, 0] = 0  # unlabelled or ignored
+        self.intersection += intersection
+        return touched.view(pairs, num_categories + 1)[:, 1:] > 0
 
-    def _image_intersections(self, active: ActivePixels, count: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
-        """Add image-level-label intersections; return each image's image-level categories ``(B, C)``."""
+    def _image_intersections(self, active: ActivePixels, count: torch.Tensor, scalars: torch.Tensor) -> None:
+        """Add image-level-label intersections: every active pixel of a pair lies on its image's labels."""
         valid = scalars > 0
         labels = scalars[active.pair_image]                     # (M, K)
         pair_valid = valid[active.pair_image]
         cells = active.pair_unit[:, None] * self.num_labels + labels
         self.intersection.view(-1).index_add_(0, cells[pair_valid], count[:, None].expand_as(labels)[pair_valid])
-        return (self.category_onehot[scalars] * valid[..., None]).sum(1) > 0
 
     def _present_categories(self, planes: torch.Tensor) -> torch.Tensor:
         """Categories with a pixel label anywhere in each image ``(B, C)``."""

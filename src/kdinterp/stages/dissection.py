@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from kdinterp import dissection
 from kdinterp.broden import BrodenDataset, load_broden
-from kdinterp.data import normalize
 from kdinterp.dissection.sensitivity import probe_bootstrap, sensitivity_table
 from kdinterp.dissection.variants import Variant, random_rotation
 from kdinterp.hooks import retain_layer
 from kdinterp.io import atomic_path, write_json
+from kdinterp.memory_data import to_normalized
 from kdinterp.models import load_model
 from kdinterp.params import DissectionParams, Params
 from kdinterp.progress import log
@@ -38,14 +41,16 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> dict:
     spec = params.dissection
     net, _ = load_model(layout.model_file(model), model.arch)
     broden = load_broden(spec.broden_dir, spec.categories)
-    dataset = BrodenDataset(broden, normalize(params.data))
+    dataset = BrodenDataset(broden, v2.PILToTensor())  # uint8 (3, H, W); normalised a batch at a time
+    normalize = partial(to_normalized, mean=params.data.mean, std=params.data.std)
     band = spec.sensitivity
     result = dissection.dissect(net, spec.layer, dataset, quantile=spec.quantile, batch_size=spec.batch_size,
                                 device=resolve_device(spec.device), num_workers=params.data.num_workers,
-                                quantile_convention=spec.quantile_convention,
                                 activation_rule=spec.activation_rule, top_images=spec.top_images,
-                                variants=_variants(spec, _layer_units(net, spec.layer, dataset)),
-                                blocks=band.bootstrap_blocks)
+                                variants=_variants(spec, _layer_units(net, spec.layer, dataset, normalize)),
+                                blocks=band.bootstrap_blocks, activations=spec.activations,
+                                activation_memory_bytes=spec.activation_memory_mb << 20,
+                                scratch_dir=layout.dissection(model), batch_transform=normalize)
     units = dissection.units_table(result, spec.iou_threshold)
     report = dissection.summary(units, result, quantile=spec.quantile, iou_threshold=spec.iou_threshold,
                                 model=model.name, seed=model.seed)
@@ -78,8 +83,8 @@ def _variants(spec: DissectionParams, units: int) -> list[Variant]:
 
 
 @torch.no_grad()
-def _layer_units(net: nn.Module, layer: str, dataset: BrodenDataset) -> int:
-    """``U``: the dissected layer's channels, from one forward pass on the first probe image."""
+def _layer_units(net: nn.Module, layer: str, dataset: BrodenDataset, normalize) -> int:
+    """``U``: the dissected layer's channels, from one forward pass on the first probe image (``normalize``d)."""
     with retain_layer(net, layer) as retained:
-        net.eval()(dataset[0][0][None])
+        net.eval()(normalize(dataset[0][0][None]))
         return int(retained.get().shape[1])
