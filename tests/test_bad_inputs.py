@@ -102,7 +102,7 @@ def mutations(draw: st.DrawFn) -> tuple[str, object]:
         name = draw(st.sampled_from(IMAGES + SEGMENTATIONS))
         return f"{name} is text", lambda b: (b / "images" / name).write_text("not an image")
     if kind == "image_mode":
-        name, mode = draw(st.sampled_from(IMAGES)), draw(st.sampled_from(["L", "RGBA", "P", "I"]))
+        name, mode = draw(st.sampled_from(IMAGES)), draw(st.sampled_from(["L", "RGBA", "P", "I;16", "LA"]))
         return f"{name} in mode {mode}", lambda b: Image.new(mode, (16, 16)).save(b / "images" / name)
     if kind in ("image_size", "segmentation_size"):
         name = draw(st.sampled_from(IMAGES if kind == "image_size" else SEGMENTATIONS))

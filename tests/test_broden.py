@@ -50,7 +50,7 @@ def test_primary_category_is_the_largest_coverage_and_ties_go_to_the_later_categ
     (lambda root: (root / "label.csv").unlink(), r"label\.csv: file not found"),
     (lambda root: _replace(root / "index.csv", ",4,", ",4.0,"), r"index\.csv row 2 \(scene\): '4\.0' looks like a float"),
     (lambda root: _replace(root / "index.csv", ",4,", ",99,"), r"label 99 >= number of labels 5"),
-    (lambda root: _replace(root / "c_color.csv", ",1.0", ",lots"), r"c_color\.csv row 2: coverage 'lots' is not a number"),
+    (lambda root: _replace(root / "c_color.csv", ",1.0", ",lots"), r"c_color\.csv row 2: coverage 'lots' is not a finite number"),
     (lambda root: _replace(root / "index.csv", "scene,", "scenery,"), r"missing column\(s\) \['scene'\]"),
 ])
 def test_malformed_files_are_named(tmp_path: Path, corrupt, message: str) -> None:

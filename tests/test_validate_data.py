@@ -89,7 +89,7 @@ def test_validate_data_writes_a_passing_report(pristine: Path, tmp_path: Path) -
     assert content["success"] is True and content["world_dir"] == str(pristine)
     assert content["thresholds"]["min_concept_images"] == 2 == min_concept_images(pristine, 0.01)  # floor(0.01 * 250)
     paths = [t["path"] for t in content["tables"]]
-    assert len(paths) == len(set(paths)) == 3 + 3 + len(CATEGORIES)  # the probe set is validated once
+    assert len(paths) == len(set(paths)) == 3 + 3 + len(CATEGORIES) + 1  # the probe tables once, then its files
     assert all(t["success"] and t["failures"] == [] for t in content["tables"])
 
 
@@ -265,12 +265,14 @@ def test_validate_data_raises_after_writing_the_report(world: Path, tmp_path: Pa
     index = world / "probe" / "index.csv"
     (world / "probe" / "images" / _rows(index)[_scene_row(index)]["image"]).unlink()
     report = tmp_path / "data.json"
-    with pytest.raises(ValidationError, match=r"1 of 12 data tables failed validation") as err:
+    with pytest.raises(ValidationError, match=r"2 of 13 data tables failed validation") as err:
         validate_data(world / "probe", CATEGORIES, report, world_dir=world, max_coverage=0.1)
     assert "index.csv: expect_column_values_to_be_in_set(_image_exists" in str(err.value)
+    assert "image not found (index.csv row" in str(err.value)  # the reader's own check of the files
     content = json.loads(report.read_text())
     assert content["success"] is False
-    assert [t["path"] for t in content["tables"] if not t["success"]] == [str(world / "probe" / "index.csv")]
+    assert [t["path"] for t in content["tables"] if not t["success"]] == [
+        str(world / "probe" / "index.csv"), str(world / "probe" / "images")]
 
 
 # --------------------------------------------------------------------------- the command
@@ -306,7 +308,7 @@ def test_cli_skips_the_world_when_data_is_not_a_concept_world(world: Path, tmp_p
     assert result.exit_code == 0, result.output
     assert "concept world checks skipped" in result.output
     content = json.loads(report.read_text())
-    assert content["world_dir"] is None and len(content["tables"]) == 3 + len(CATEGORIES)
+    assert content["world_dir"] is None and len(content["tables"]) == 3 + len(CATEGORIES) + 1
 
 
 def test_cli_refuses_a_world_that_is_not_data_world_file(world: Path, tmp_path: Path) -> None:
