@@ -34,15 +34,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-input --no-deps --no-build-isolation -e .
 	touch $@
 
-data: $(VENV_DEP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc)
-	@if [ -f $(WORLD_DIR)/world.json ]; then echo "$(WORLD_DIR) present: keeping it (delete data/ to regenerate)"; \
+data: $(VENV_DEP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc); not when data.world_file is null
+	@world=$$(python -c 'from kdinterp.params import load_params; print(load_params("$(PARAMS)").data.world_file or "")'); \
+	if [ -z "$$world" ]; then echo "data.world_file is null (not the concept world, e.g. PROFILE=paper): nothing to generate"; \
+	elif [ -f $(WORLD_DIR)/world.json ]; then echo "$(WORLD_DIR) present: keeping it (delete data/ to regenerate)"; \
 	else kdinterp world generate --params $(PARAMS) --out $(WORLD_DIR); \
 	  dvc commit --force --quiet data.dvc; \
 	  git diff --quiet -- data.dvc 2>/dev/null || echo "note: data/ differs from the committed data.dvc (other params" \
 	    "or library versions?); data.dvc now records the new hash and dvc repro reruns what depends on it" >&2; fi
 
-repro: data  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=seeds5|all_students|dose_response merges a profile
+repro: $(VENV_DEP)  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=seeds5|all_students|dose_response|paper merges a profile
 	@if [ -n "$(PROFILE)" ]; then kdinterp profile $(PROFILE) --params $(PARAMS); fi
+	@$(MAKE) --no-print-directory data VENV_DEP=$(VENV_DEP)
 	dvc repro
 	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['
 	@echo "Full report: paper_figures/REPRODUCTION.md; all metrics: dvc metrics show"

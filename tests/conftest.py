@@ -32,7 +32,7 @@ def write_label_png(path: Path, labels: np.ndarray) -> str:
 
 
 def write_broden(root: Path, labels: dict[int, tuple[str, str]], rows: list[dict], *,
-                 image_size: int = 8, seg_size: int | None = None) -> Path:
+                 image_size: int = 8, seg_size: int | None = None, suffix: str = "png") -> Path:
     """Write a Broden-layout probe set.
 
     Args:
@@ -42,6 +42,7 @@ def write_broden(root: Path, labels: dict[int, tuple[str, str]], rows: list[dict
             category: list of int scalars or 2-D label arrays}``.
         image_size: size of generated images when a row gives none.
         seg_size: segmentation size (default: image size).
+        suffix: the images' file type (``jpg`` as in ``broden1_224``); segmentations are always PNG.
     """
     seg = seg_size or image_size
     images = root / "images"
@@ -72,7 +73,7 @@ def write_broden(root: Path, labels: dict[int, tuple[str, str]], rows: list[dict
             pixels = row.get("image")
             if pixels is None:
                 pixels = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
-            Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB").save(images / f"img{i}.png")
+            Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB").save(images / f"img{i}.{suffix}")
             fields = []
             for c in CATEGORY_ORDER:
                 items = []
@@ -82,7 +83,7 @@ def write_broden(root: Path, labels: dict[int, tuple[str, str]], rows: list[dict
                     else:
                         items.append(write_label_png(images / f"img{i}_{c}_{j}.png", item))
                 fields.append(";".join(items))
-            w.writerow([f"img{i}.png", "train", pixels.shape[0], pixels.shape[1], seg, seg, *fields])
+            w.writerow([f"img{i}.{suffix}", "train", pixels.shape[0], pixels.shape[1], seg, seg, *fields])
     return root
 
 

@@ -172,3 +172,41 @@ def test_code_closure_follows_lazy_and_relative_imports() -> None:
 def test_params_module_sits_below_the_data_generator() -> None:
     files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.params")}
     assert files == {"__init__.py", "config.py", "params.py"}
+
+
+def test_teacher_weights_must_lie_in_the_folder_dvc_tracks(params) -> None:
+    teacher = params.teachers["teacher"]
+    for weights in ("/home/u/resnet34.pth", "resnet34.pth", "pretrained/../resnet34.pth", "data/resnet34.pth"):
+        p = dataclasses.replace(params, teachers={"teacher": dataclasses.replace(teacher, weights=weights)})
+        with pytest.raises(ParamsError, match=re.escape(f"teachers.teacher.weights: '{weights}' must be a file in "
+                                                        f"{study.PRETRAINED_DIR}/")):
+            study.check(p)
+    p = dataclasses.replace(params, teachers={"teacher": dataclasses.replace(teacher, weights="pretrained/r34.pth")})
+    assert study.find(p, "teacher").imported and not study.find(params, "teacher").imported
+
+
+def test_every_teacher_stage_depends_on_the_pretrained_folder(dvc_stages) -> None:
+    """A teacher's weights file (teachers.<name>.weights) is tracked through the folder it must lie in."""
+    teachers = [name for name in dvc_stages if name.startswith("train_teacher@")]
+    assert teachers and all(study.PRETRAINED_DIR in dvc_stages[name]["deps"] for name in teachers)
+    assert (ROOT / study.PRETRAINED_DIR).is_dir()
+
+
+def test_paper_profile_resolves_without_concept_world_paths(tmp_path) -> None:
+    """profiles/paper.yaml (data.world_file null): dvc.yaml resolves, and no dep is a concept-world path or 'None'."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    from kdinterp.profiles import apply_profile
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    apply_profile(ROOT / "profiles" / "paper.yaml", tmp_path / "params.yaml")
+    Repo.init(str(tmp_path), no_scm=True).close()
+    with Repo(str(tmp_path)) as repo:
+        stages = {s.name: [str(d.def_path) for d in s.deps] for s in repo.index.stages}
+    deps = {d for ds in stages.values() for d in ds}
+    assert not {d for d in deps if "concept_world" in d or d in ("None", "null")}
+    assert {"data/imagenet/train", "data/imagenet/val", "data/broden1_224"} <= set(stages["validate_data"])
+    assert study.PRETRAINED_DIR in stages["train_teacher@teacher"]

@@ -5,8 +5,8 @@ which runs it inside the image::
 
     python -m tests.tiny_study DIR      # writes DIR: a git repository, data/ tracked by DVC, not yet run
 
-It has the repository's dvc.yaml, src/, Makefile, .gitignore, .dvcignore and .dvc/config (the
-cache rule and the placeholder remote) and a params.yaml of 2 seeds; ``dvc repro`` takes a few
+It has the repository's dvc.yaml, src/, profiles/, pretrained/, Makefile, .gitignore, .dvcignore and
+.dvc/config (the cache rule and the placeholder remote) and a params.yaml of 2 seeds; ``dvc repro`` takes a few
 minutes on 2 cores.
 """
 
@@ -29,6 +29,35 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@127.0.0.1", "GIT_
                 "GIT_COMMITTER_EMAIL": "t@127.0.0.1"}
 
 
+def copy_checkout(root: Path) -> Path:
+    """Copy what the pipeline needs from this checkout into ``root`` (created): dvc.yaml, params.yaml,
+    src/, profiles/, pretrained/ (train_teacher's dependency), Makefile, .gitignore, .dvcignore. Returns ``root``."""
+    root.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", "Makefile", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, root)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("src", "profiles"):
+        shutil.copytree(ROOT / name, root / name, ignore=ignore)
+    (root / "pretrained").mkdir()
+    shutil.copy(ROOT / "pretrained" / "README.md", root / "pretrained")
+    return root
+
+
+def init_project(root: Path, env: dict[str, str] | None = None) -> Path:
+    """In ``root``: ``git init``, ``dvc init`` (with this checkout's .dvc/config), ``dvc add data``, one commit.
+
+    Returns ``root``. Raises ``subprocess.CalledProcessError`` if git or dvc fails.
+    """
+    env = {**(env or os.environ), **GIT_IDENTITY}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for command in (["git", "init", "-q"], [dvc, "init", "-q"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    for command in ([dvc, "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny study"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
 def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     """Write the tiny study into ``root`` (created): files, concept world, ``git init``, ``dvc init``, ``dvc add data``.
 
@@ -37,11 +66,7 @@ def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     from kdinterp.config import from_mapping
     from kdinterp.world import WorldParams, generate_world
 
-    env = {**(env or os.environ), **GIT_IDENTITY}
-    root.mkdir(parents=True)
-    for name in ("dvc.yaml", "Makefile", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, root)
-    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    copy_checkout(root)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["world"] = {**params["world"], **TINY_WORLD}
     params["data"].update(image_size=16, eval_batch_size=64)
@@ -52,13 +77,7 @@ def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate_world(from_mapping(WorldParams, params["world"], "world"), root / "data" / "concept_world",
                    workers=1, progress=False)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    for command in (["git", "init", "-q"], [dvc, "init", "-q"]):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
-    for command in ([dvc, "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny study"]):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return root
+    return init_project(root, env)
 
 
 if __name__ == "__main__":

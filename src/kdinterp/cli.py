@@ -151,7 +151,8 @@ def validate_data(
     broden: Annotated[Path, typer.Option(help="The Broden-layout probe directory (dissection.broden_dir).")],
     report: Out,
     world: Annotated[Path | None, typer.Option(
-        help="The concept world directory; its checks run only when data.world_file is set (not null).")] = None,
+        help="The concept world directory [default: the folder of data.world_file]; its checks run only when "
+             "data.world_file is set (not null).")] = None,
     min_concept_share: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="World: every concept in at least floor(SHARE x probe images) probe images.")] = 0.01,
     balance_tolerance: Annotated[float, typer.Option(
@@ -166,7 +167,7 @@ def validate_data(
 
     with _errors():
         p = _params(params)
-        world_dir = world if world is not None and p.data.world_file else None
+        world_dir = None if not p.data.world_file else world if world is not None else Path(p.data.world_file).parent
         if world_dir is not None and Path(p.data.world_file).parent.resolve() != world_dir.resolve():
             raise ValidationError(f"--world {world_dir} is not the directory of data.world_file "
                                   f"({p.data.world_file}); pass the concept world that the data comes from")
@@ -174,7 +175,7 @@ def validate_data(
         run(broden, p.dissection.categories, report, world_dir=world_dir, max_coverage=bound,
             min_concept_share=min_concept_share, balance_tolerance=balance_tolerance)
         if world_dir is None:
-            typer.echo("validate-data: concept world checks skipped (no --world, or data.world_file is null)", err=True)
+            typer.echo("validate-data: concept world checks skipped (data.world_file is null)", err=True)
 
 
 @app.command()

@@ -165,16 +165,25 @@ class TeacherParams:
 
     A teacher is one model per teacher seed (the paper distils from one pretrained teacher); the
     students' ``seeds`` do not multiply it.
+
+    ``weights``: a user-provided torchvision ``state_dict`` file (``.pth``/``.pt`` read with
+    ``torch.load(weights_only=True)``, or ``.safetensors``) to import instead of training, e.g.
+    ``pretrained/resnet34-b627a593.pth`` for the paper's teacher; it must lie in
+    :data:`kdinterp.study.PRETRAINED_DIR` (checked by :func:`kdinterp.study.check`). None: train
+    the teacher with ``optim`` and ``label_smoothing`` (both unused when ``weights`` is set).
     """
 
     model: ModelParams
     optim: OptimParams
     label_smoothing: float = 0.0
     seed: int = 0
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.weights is None or bool(self.weights.strip()),
+               "weights must be a file path or null (null: train the teacher)")
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,17 @@ if TYPE_CHECKING:
 
     from kdinterp.distill import Distiller
 
-__all__ = ["GROUPS", "METHODS", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS", "TALLY_COLUMNS",
-           "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find", "models", "parse_options", "resolve"]
+__all__ = ["GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS",
+           "TALLY_COLUMNS", "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find", "models",
+           "parse_options", "resolve"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
+
+#: The folder (relative to the repository root) of user-provided weights (``teachers.<name>.weights``).
+#: Every ``train_teacher`` stage depends on it in dvc.yaml: a DVC dependency cannot be null, and a
+#: trained teacher has no weights file, so the dependency is this always-present (committed) folder.
+PRETRAINED_DIR = "pretrained"
 
 
 # --------------------------------------------------------------------------- groups and models
@@ -103,6 +109,11 @@ class Model:
     recipe: TeacherParams | StudentParams | DistilledParams | ControlParams
     role: str | None = None
     teacher: Model | None = None
+
+    @property
+    def imported(self) -> bool:
+        """True for a teacher whose weights come from a user-provided file (``teachers.<name>.weights``)."""
+        return getattr(self.recipe, "weights", None) is not None
 
     @property
     def key(self) -> str:
@@ -182,6 +193,8 @@ def check(params: Params) -> None:
             if not name.isidentifier():
                 raise ParamsError(f"{section}.{name}: model names must be identifiers (letters, digits, _)")
             seen[name] = section
+    for name, spec in params.teachers.items():
+        _check_weights(f"teachers.{name}.weights", spec.weights)
     for group in GROUPS:
         if group.teacher_from is None:
             continue
@@ -199,6 +212,21 @@ def check(params: Params) -> None:
             raise ParamsError(f"paper_models.{role}: unknown role; roles are {', '.join(ROLES)}")
         if name not in seen:
             raise ParamsError(f"paper_models.{role}: '{name}' is not a model defined in params.yaml")
+
+
+def _check_weights(where: str, weights: str | None) -> None:
+    """A teacher's weights file must be a relative path inside :data:`PRETRAINED_DIR` (dvc.yaml's dependency).
+
+    Raises:
+        ParamsError: an absolute path, a path outside the folder, or one with ``..``.
+    """
+    if weights is None:
+        return
+    parts = Path(weights).parts
+    if Path(weights).is_absolute() or len(parts) < 2 or parts[0] != PRETRAINED_DIR or ".." in parts:
+        raise ParamsError(f"{where}: '{weights}' must be a file in {PRETRAINED_DIR}/ (the folder dvc.yaml tracks, so "
+                          f"a changed file reruns the import); copy or link it there and set e.g. "
+                          f"{where}: {PRETRAINED_DIR}/resnet34-b627a593.pth")
 
 
 # --------------------------------------------------------------------------- the method table

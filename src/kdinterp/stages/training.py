@@ -18,21 +18,22 @@ import kdinterp.methods  # noqa: F401  the builders that study.METHODS names; im
 from kdinterp import codedeps, distributed, study
 from kdinterp.data import class_names, load_dataset
 from kdinterp.io import atomic_path
-from kdinterp.models import build_model, save_model
+from kdinterp.models import CheckpointError, build_model, save_model
 from kdinterp.params import Params, as_dict
 from kdinterp.progress import log
 from kdinterp.runtime import configure_torch, environment_record
 from kdinterp.stages.common import load_trained, resolve_device, sha256_file
 from kdinterp.train import fit
 
-__all__ = ["initial_model", "train", "write_initial"]
+__all__ = ["import_weights", "initial_model", "read_state_dict", "train", "write_initial"]
 
 
 def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     """Train ``model`` from scratch (or resume its checkpoint) and write its outputs.
 
     A control (``model.group.trained`` False) is not trained: only its initial weights are written
-    (:func:`write_initial`).
+    (:func:`write_initial`). A teacher with ``weights`` (:attr:`kdinterp.study.Model.imported`) is
+    not trained either: its file is imported (:func:`import_weights`).
 
     Writes ``layout.model_file(model)`` (weights + header with the recipe, seed and environment),
     ``layout.history(model)`` (per-epoch CSV) and, every epoch, ``layout.checkpoints(model)/last.pt``.
@@ -41,13 +42,17 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     one seed start from the same weights and see the same batches.
 
     Raises:
-        CheckpointError: the teacher file is missing or does not match its params.
+        CheckpointError: the teacher file is missing or does not match its params; an imported
+            weights file is missing or does not fit the architecture.
         DataError: the data set is missing or inconsistent.
         NonFiniteLossError: the loss became NaN or infinite.
     """
     configure_torch()
     if not model.group.trained:
         write_initial(params, model, layout)
+        return
+    if model.imported:
+        import_weights(params, model, layout)
         return
     data = params.data
     teacher, info = None, {"name": model.name, "seed": model.seed, "group": model.group.kind,
@@ -105,6 +110,88 @@ def write_initial(params: Params, model: study.Model, layout: study.Layout) -> N
     save_model(net, layout.model_file(model), model.arch, classes, info=info)
     log(f"{model.key}: wrote the untrained initialisation of seed {model.seed} ({model.arch.arch}, "
         f"width {model.arch.width})")
+
+
+def import_weights(params: Params, model: study.Model, layout: study.Layout) -> None:
+    """Write ``layout.model_file(model)`` from the user-provided file ``teachers.<name>.weights`` (no training).
+
+    The file is a torchvision ``state_dict`` (e.g. ``resnet34-b627a593.pth``, the paper's
+    teacher), read weights-only (:func:`read_state_dict`: checkpoints are untrusted), and loaded
+    strictly into ``build_model(model.arch, len(classes))``, i.e. ``torchvision.models.resnet34``
+    for ``width: 64, small_input: false`` (BatchNorm's ``num_batches_tracked``, absent from files
+    saved before PyTorch 0.4.1, is set to 0). ``classes`` are the train ImageFolder's sorted folder
+    names, the logit order of torchvision's ImageNet weights (sorted WordNet ids). The output has
+    the header of a trained model (name, seed, group, recipe, environment) plus ``method:
+    imported`` and ``weights_sha256``, so distillation, evaluation and dissection read it unchanged;
+    ``layout.history(model)`` is written with no epochs (dvc.yaml declares it for every teacher).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its tensors do not match the
+            architecture (names or shapes); the message names the param and the fix.
+        DataError: the class folders are missing or disagree.
+    """
+    key = f"teachers.{model.name}.weights"
+    path = Path(model.recipe.weights)  # type: ignore[union-attr]  (imported: a teacher with weights)
+    classes = class_names(params.data)
+    net = build_model(model.arch, len(classes))
+    state = read_state_dict(path, key)
+    for name in net.state_dict():  # files saved before PyTorch 0.4.1 (resnet34-b627a593.pth) lack this buffer;
+        if name.endswith("num_batches_tracked") and name not in state:  # BatchNorm itself loads them as 0
+            state[name] = torch.zeros((), dtype=torch.long)
+    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    wrong = sorted(n for n in expected.keys() & found.keys() if expected[n] != found[n])
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if wrong or missing or extra:
+        detail = "; ".join(part for part in (
+            f"shapes differ for {', '.join(f'{n} {found[n]} vs {expected[n]}' for n in wrong[:3])}" if wrong else "",
+            f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(extra[:3])}" if extra else "")
+            if part)
+        raise CheckpointError(f"{key}: {path} does not fit {model.arch.arch} (width {model.arch.width}, "
+                              f"small_input {model.arch.small_input}) with {len(classes)} classes ({detail}); give a "
+                              f"torchvision {model.arch.arch} state_dict for {len(classes)} classes, or fix "
+                              f"teachers.{model.name}.model")
+    net.load_state_dict(state, strict=True)
+    info = {"name": model.name, "seed": model.seed, "group": model.group.kind, "method": "imported",
+            **as_dict(model.recipe), "weights_sha256": sha256_file(path), "environment": environment_record()}
+    save_model(net, layout.model_file(model), model.arch, classes, info=info)
+    with atomic_path(layout.history(model)) as tmp:
+        tmp.write_text("epoch,val_top1\n", encoding="utf-8")  # imported: no training epochs
+    log(f"{model.key}: imported {path} ({model.arch.arch}, width {model.arch.width}, {len(classes)} classes)")
+
+
+def read_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """Read a ``state_dict`` file weights-only: ``.safetensors``, else ``torch.load(weights_only=True)``.
+
+    Args:
+        path: the file.
+        key: the param that names it, for messages.
+
+    Returns:
+        Tensor name -> tensor (CPU).
+
+    Raises:
+        CheckpointError: the file is missing, cannot be read weights-only, or is not a flat mapping
+            of names to tensors.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"{key}: {path} not found; put the torchvision weights file there "
+                              f"(e.g. resnet34-b627a593.pth, no download is attempted) or fix {key}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  any unreadable or unsafe file: one message, no traceback
+        raise CheckpointError(f"{key}: {path} is not a weights-only state_dict file ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); give a torchvision .pth or a "
+                              ".safetensors file") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{key}: {path} holds a {type(state).__name__}, not a state_dict (names -> tensors); "
+                              "save model.state_dict(), not a training checkpoint")
+    return state
 
 
 def _fingerprint(config: dict) -> str:
