@@ -1,5 +1,6 @@
-"""Benchmark: the dissection engine against the reference oracle (issue 3, item 6) and at Broden's geometry
-(issue 15, item 6). Not a test.
+"""Benchmark: the dissection engine against the oracle (issue 3 item 6) and at Broden's geometry (issue 15 item 6).
+
+Not a test.
 
 Usage (from the repository root)::
 
