@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
@@ -91,10 +91,11 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 @st.composite
 def mutations(draw: st.DrawFn) -> tuple[str, object]:
-    """One malformation of the probe set: ``(description, apply(broden_dir))``."""
+    """One malformation of the probe set: ``(description, apply(broden_dir))``; its class is a Hypothesis event."""
     kind = draw(st.sampled_from(["truncate", "garbage", "image_mode", "image_size", "segmentation_mode",
                                  "segmentation_size", "pixel_label", "encoding", "cell", "drop_line",
                                  "non_finite"]))
+    event(kind)  # `pytest --hypothesis-show-statistics` counts the examples per class
     if kind == "truncate":
         name, keep = draw(st.sampled_from(IMAGES + SEGMENTATIONS + TABLES)), draw(st.floats(0.0, 0.95))
         return f"{name} truncated to {keep:.0%}", lambda b: _truncate(b / _place(name), keep)
