@@ -60,7 +60,7 @@ container:  ## the image's default command: pull if the remote's URL is set, mak
 	kdinterp pull --if-set
 	$(MAKE) repro VENV_DEP=
 
-container-check:  ## build the image with podman and try it (about 7 GB; 23 min here; not in CI; scripts/container-check)
+container-check:  ## build the image with podman and try it (about 7 GB; 15-24 min on 2 cores; not in CI; scripts/container-check)
 	scripts/container-check
 
 test: $(STAMP)  ## run the test suite (CPU, a few minutes)
