@@ -120,7 +120,7 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
             message names the dotted key and, for an unknown key, the closest known one.
     """
     if not isinstance(data, dict):
-        raise ParamsError(f"{where}: expected a mapping of keys to values, got {_show(data)}")
+        raise ParamsError(f"{where or 'the file'}: expected a mapping of keys to values, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:

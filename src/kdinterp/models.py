@@ -33,7 +33,8 @@ from kdinterp.errors import KdinterpError, NonFiniteError
 from kdinterp.io import atomic_path
 from kdinterp.params import ModelParams
 
-__all__ = ["CheckpointError", "WideResNet", "build_model", "load_model", "read_header", "save_model"]
+__all__ = ["CheckpointError", "WideResNet", "build_model", "check_finite_weights", "load_model", "read_header",
+           "save_model"]
 
 _BLOCKS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     "resnet10": (BasicBlock, [1, 1, 1, 1]),
@@ -193,7 +194,7 @@ def load_model(path: str | Path, expected: ModelParams | None = None,
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: the weights cannot be read ({err}); restore the file (`dvc checkout`) "
                               "or retrain it (`dvc repro`)") from None
-    _check_finite(path, state)
+    check_finite_weights(path, state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -201,8 +202,12 @@ def load_model(path: str | Path, expected: ModelParams | None = None,
     return model.eval(), header
 
 
-def _check_finite(path: str | Path, state: dict[str, torch.Tensor]) -> None:
-    """Refuse a state dict with a NaN or infinite floating-point value; the message names the first such tensor."""
+def check_finite_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a state dict (tensor name -> tensor) read from ``path`` that holds a NaN or infinite float.
+
+    Raises:
+        NonFiniteError: the message names the file, the first such tensor and its count of bad values.
+    """
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
