@@ -64,11 +64,18 @@ class Range:
         return self.high is None or not (value > self.high or self.high_open and value == self.high)
 
     def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"{'<' if self.high_open else '<='} {self.high:g}" if self.high is not None else "finite"
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"{'<' if self.high_open else '<='} {high}" if self.high is not None else "finite"
+
+
+def _number(x: float | None) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def ranged(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
@@ -120,7 +127,7 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
             message names the dotted key and, for an unknown key, the closest known one.
     """
     if not isinstance(data, dict):
-        raise ParamsError(f"{where or 'the file'}: expected a mapping of keys to values, got {_show(data)}")
+        raise ParamsError(f"expected a mapping of keys to values, got {_show(data)}", where or None)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
