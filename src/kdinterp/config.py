@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import math
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -193,9 +193,13 @@ def _scalar(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{where}: expected a number, got {_show(value)}")
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
             raise ParamsError(f"{where}: expected a finite number, got {value!r}; write a number such as 0.5")
-        return float(value)
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ParamsError(f"{where}: expected a string, got {_show(value)}")

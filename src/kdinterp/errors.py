@@ -10,7 +10,7 @@ library (torch, Great Expectations) is loaded.
 
 from __future__ import annotations
 
-__all__ = ["KdinterpError", "NonFiniteError", "UnknownModelError"]
+__all__ = ["KdinterpError", "NonFiniteError", "UnknownLayerError", "UnknownModelError"]
 
 
 class KdinterpError(Exception):
@@ -26,3 +26,7 @@ class UnknownModelError(KdinterpError, KeyError):
 
     def __str__(self) -> str:  # KeyError's str() quotes the message
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownLayerError(KdinterpError, ValueError):
+    """A layer name (``dissection.layer``, a feature method's layer) that the model does not have."""
