@@ -209,6 +209,6 @@ def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> Non
     save_model(net, study.Layout(outputs).model_file(teacher), spec, ["a", "b", "c"])
     code, stderr = _invoke(["dissect", "teacher", "--params", str(params), "--outputs", str(outputs)])
     assert code == 1 and len(stderr.splitlines()) == 1, stderr
-    assert "layer 'layer4' outputs NaN or infinite values on 4 image(s)" in stderr and "img0.png" in stderr, stderr
+    assert "layer 'layer4' output is NaN or infinite on 4 image(s)" in stderr and "img0.png" in stderr, stderr
     dissection_dir = study.Layout(outputs).dissection(teacher)
     assert not dissection_dir.exists() or not any(dissection_dir.rglob("*.*"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import typing
 from pathlib import Path
@@ -28,7 +29,7 @@ from kdinterp.config import Range, from_mapping
 from kdinterp.params import Params
 from tests.tiny_study import tiny_params
 
-VALID = tiny_params()
+VALID = json.loads(json.dumps(tiny_params()))  # no shared sub-mappings (YAML aliases): a mutation changes one key
 SETTINGS = dict(derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -184,11 +185,13 @@ def test_wrong_types(data: st.DataObject, tmp_path: Path) -> None:
 def _outside(span: Range, integer: bool) -> st.SearchStrategy:
     """Finite numbers outside ``span`` (integers for an int field)."""
     sides = []
-    if span.low is not None:
-        top = span.low if span.low_open else (span.low - 1 if integer else span.low - max(1e-6, abs(span.low) * 1e-6))
+    if span.low is not None:  # below: the bound itself if excluded, else the next integer or a hair below
+        step = 1 if integer else max(1e-6, abs(span.low) * 1e-6)
+        top = span.low if span.low_open else span.low - step
         sides.append(st.integers(int(top) - 10**6, int(top)) if integer else st.floats(top - 1e6, top))
-    if span.high is not None:
-        low = span.high if span.high_open else (span.high + 1 if integer else span.high + max(1e-6, abs(span.high) * 1e-6))
+    if span.high is not None:  # above, likewise
+        step = 1 if integer else max(1e-6, abs(span.high) * 1e-6)
+        low = span.high if span.high_open else span.high + step
         sides.append(st.integers(int(low), int(low) + 10**6) if integer else st.floats(low, low + 1e6))
     return st.one_of(sides)
 

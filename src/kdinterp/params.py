@@ -43,7 +43,7 @@ CATEGORIES: tuple[str, ...] = ("object", "part", "scene", "material", "texture",
 
 
 def _check(condition: bool, key: str, message: str) -> None:
-    """Raise :class:`ParamsError` for ``key`` (a field name; the loader prefixes its dotted path) unless ``condition``."""
+    """Raise :class:`ParamsError` for ``key`` (a field name; the loader prefixes its path) unless ``condition``."""
     if not condition:
         raise ParamsError(message, key)
 
@@ -303,8 +303,7 @@ class Params:
 
     def __post_init__(self) -> None:
         _check(bool(self.seeds), "seeds", "give at least one seed")
-        check_ranges(self)
-        _check(len(set(self.seeds)) == len(self.seeds), "seeds", f"must be unique, got {list(self.seeds)}")
+        check_ranges(self)  # distinct seeds: kdinterp.study.check
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -174,7 +174,8 @@ def find(params: Params, name: str, seed: int | None = None) -> Model:
         if model.name == name and (seed is None and not model.group.per_seed or seed == model.seed):
             return model
     known = ", ".join(m.key for m in every)
-    raise UnknownModelError(f"no model '{name}'" + ("" if seed is None else f" at seed {seed}") + f" in params.yaml ({known})")
+    raise UnknownModelError(f"no model '{name}'" + ("" if seed is None else f" at seed {seed}")
+                            + f" in params.yaml ({known})")
 
 
 def check(params: Params) -> None:

@@ -181,8 +181,8 @@ def _check_finite(acts: torch.Tensor, first: int, dataset: BrodenDataset, layer:
     bad = (~torch.isfinite(acts)).flatten(1).any(1).nonzero()[:, 0]
     if bad.numel():
         images = [dataset.broden.rows[first + int(i)].image for i in bad[:3]]
-        raise NonFiniteError(f"dissection: layer '{layer}' outputs NaN or infinite values on {bad.numel()} image(s) of a batch, "
-                             f"e.g. {images}; the model is broken (check its checkpoint and training history)")
+        raise NonFiniteError(f"dissection: layer '{layer}' output is NaN or infinite on {bad.numel()} image(s) of a "
+                             f"batch, e.g. {images}; the model is broken (check its checkpoint and training history)")
 
 
 def _tally(forward: _Forward, label_category, num_categories: int, views: list[Variant],
