@@ -187,3 +187,28 @@ def test_malformed_probe_sets_follow_the_cli_rule(valid: Path, tmp_path_factory:
     if dissected != 0:
         _assert_refused(dissected, dissect_err, case, description)
         assert not dissection_dir.exists() or not any(dissection_dir.rglob("*.*")), description
+
+
+def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> None:
+    """Finite weights whose layer4 output is NaN (a negative BN running variance): one line, nothing left."""
+    import torch
+
+    from kdinterp import study
+    from kdinterp.config import from_mapping
+    from kdinterp.models import build_model, save_model
+    from kdinterp.params import ModelParams, load_params
+
+    case = Path(shutil.copytree(valid, tmp_path / "case"))
+    params, outputs = case / "params.yaml", case / "outputs"
+    params.write_text(params.read_text().replace("broden_dir: broden", f"broden_dir: {case / 'broden'}"))
+    spec = from_mapping(ModelParams, TINY, "model")
+    torch.manual_seed(0)
+    net = build_model(spec, 3)
+    net.state_dict()["bn1.running_var"][0] = -1.0
+    teacher = study.find(load_params(params), "teacher")
+    save_model(net, study.Layout(outputs).model_file(teacher), spec, ["a", "b", "c"])
+    code, stderr = _invoke(["dissect", "teacher", "--params", str(params), "--outputs", str(outputs)])
+    assert code == 1 and len(stderr.splitlines()) == 1, stderr
+    assert "layer 'layer4' output is NaN or infinite on 4 image(s)" in stderr and "img0.png" in stderr, stderr
+    dissection_dir = study.Layout(outputs).dissection(teacher)
+    assert not dissection_dir.exists() or not any(dissection_dir.rglob("*.*"))

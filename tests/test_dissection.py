@@ -338,7 +338,7 @@ def test_cuda_dissection_equals_cpu(tmp_path, rule: str) -> None:
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("quantile_convention", "lite", r"quantile_convention: unknown key"),  # removed (issue 15): exact only
     ("activation_rule", "gandissect", r"activation_rule"),
-    ("top_images", 0, r"top_images must be >= 1"),
+    ("top_images", 0, r"dissection\.top_images: must be >= 1"),
 ])
 def test_dissection_params_refuse_unknown_options(key: str, value, message: str) -> None:
     spec = from_mapping(DissectionParams, {"broden_dir": "probe"}, "dissection")

@@ -42,7 +42,7 @@ def test_typo_names_the_key_and_suggests_the_fix(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda p: p["distilled"]["kd"].update(alpha=1.5), r"alpha must be in \[0, 1\]"),
+    (lambda p: p["distilled"]["kd"].update(alpha=1.5), r"distilled\.kd\.alpha: must be in \[0, 1\]"),
     (lambda p: p["students"]["ls"].update(label_smoothing="0.1"), r"students\.ls\.label_smoothing: expected a number"),
     (lambda p: p["distilled"]["kd"].update(teacher="nobody"), r"'nobody' is not one of teachers"),
     (lambda p: p["dissection"].update(categories=["object", "weather"]), r"unknown \['weather'\]"),
@@ -120,6 +120,6 @@ def test_a_bad_profile_leaves_params_untouched(tmp_path: Path) -> None:
     target.write_text((ROOT / "params.yaml").read_text())
     bad = tmp_path / "bad.yaml"
     bad.write_text("distilled:\n  kd:\n    alpha: 2.0\n")
-    with pytest.raises(ParamsError, match=r"bad\.yaml: the merged parameters are invalid: .*alpha must be in"):
+    with pytest.raises(ParamsError, match=r"bad\.yaml: the merged parameters are invalid: .*alpha: must be in"):
         apply_profile(bad, target)
     assert target.read_text() == (ROOT / "params.yaml").read_text()

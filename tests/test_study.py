@@ -171,7 +171,7 @@ def test_code_closure_follows_lazy_and_relative_imports() -> None:
 
 def test_params_module_sits_below_the_data_generator() -> None:
     files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.params")}
-    assert files == {"__init__.py", "config.py", "params.py"}
+    assert files == {"__init__.py", "config.py", "errors.py", "params.py"}
 
 
 def test_teacher_weights_must_lie_in_the_folder_dvc_tracks(params) -> None:

@@ -58,6 +58,18 @@ def init_project(root: Path, env: dict[str, str] | None = None) -> Path:
     return root
 
 
+def tiny_params() -> dict:
+    """The tiny study's params.yaml as a plain mapping: this checkout's, with the tiny world, models and 2 seeds."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["world"] = {**params["world"], **TINY_WORLD}
+    params["data"].update(image_size=16, eval_batch_size=64)
+    params["teachers"]["teacher"].update(TINY_MODEL)
+    params["student_recipe"] = TINY_MODEL
+    params["dissection"]["batch_size"] = 16
+    params["seeds"] = [0, 1]
+    return params
+
+
 def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     """Write the tiny study into ``root`` (created): files, concept world, ``git init``, ``dvc init``, ``dvc add data``.
 
@@ -67,13 +79,7 @@ def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     from kdinterp.world import WorldParams, generate_world
 
     copy_checkout(root)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["world"] = {**params["world"], **TINY_WORLD}
-    params["data"].update(image_size=16, eval_batch_size=64)
-    params["teachers"]["teacher"].update(TINY_MODEL)
-    params["student_recipe"] = TINY_MODEL
-    params["dissection"]["batch_size"] = 16
-    params["seeds"] = [0, 1]
+    params = tiny_params()
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate_world(from_mapping(WorldParams, params["world"], "world"), root / "data" / "concept_world",
                    workers=1, progress=False)

@@ -40,6 +40,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from kdinterp.errors import KdinterpError
+
 __all__ = ["Broden", "BrodenDataset", "BrodenError", "collate_broden", "load_broden", "read_image", "read_segmentation",
            "unreadable_rows"]
 
@@ -47,7 +49,7 @@ _INT = re.compile(r"^\d+$")
 _FLOATY_INT = re.compile(r"^\d+\.\d*$")
 
 
-class BrodenError(ValueError):
+class BrodenError(KdinterpError, ValueError):
     """A Broden-layout file is missing or malformed; the message names the file, row and fix."""
 
 

@@ -2,24 +2,53 @@
 
 Every command parses its options, loads ``params.yaml`` and calls one function of
 :mod:`kdinterp.stages` (or :mod:`kdinterp.validate`, :mod:`kdinterp.figures`, :mod:`kdinterp.report`).
-Heavy libraries are imported inside the commands so that ``--help`` is instant. Known errors (bad
-params, missing or malformed data, wrong checkpoints, NaN losses, failed validation) print one
-readable message and exit with status 1.
+Heavy libraries are imported inside the commands so that ``--help`` is instant.
+
+One rule for errors, in one place (:class:`_Group`, the app's command group): a user error, i.e. a
+:class:`kdinterp.errors.KdinterpError` (bad params, missing or malformed data, wrong or broken
+checkpoints, non-finite values, failed validation) or a missing file, prints one line,
+``error: <what, which file (and row or key), the fix>``, and exits with status 1; the stages write
+their outputs atomically, so nothing partial is left. Any other exception is an internal bug and
+keeps its traceback; ``kdinterp --debug COMMAND`` shows the traceback of user errors too.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
+from kdinterp.errors import KdinterpError
 from kdinterp.world.cli import app as world_app
 
+#: What the CLI reports as a user error (one line, exit status 1) rather than a bug (a traceback).
+USER_ERRORS: tuple[type[Exception], ...] = (KdinterpError, FileNotFoundError)
+
+
+class _Group(TyperGroup):
+    """The app's command group: turns a user error of any command into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as err:
+            if ctx.params.get("debug"):
+                raise
+            typer.secho(f"error: {one_line(err)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1) from None
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (the lines of a multi-line message joined by '; ')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
+
+
 app = typer.Typer(help="kdinterp: knowledge distillation and interpretability, one command per DVC stage.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, cls=_Group)
 app.add_typer(world_app, name="world")
 
 Params = Annotated[Path, typer.Option("--params", help="The parameter file.")]
@@ -31,50 +60,19 @@ Out = Annotated[Path, typer.Option(help="Output file or directory (as declared i
 
 
 @app.callback()
-def _main() -> None:
+def _main(debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the traceback of a user error (bad input, params or checkpoint) instead of one line.")]
+          = False) -> None:
     """Pin threads and numerics before any command imports torch (kdinterp.runtime).
 
     ``KDINTERP_PORTABLE=1`` also caps oneDNN and ATen at AVX2 (the same bytes on AVX2 and AVX-512 CPUs).
+    ``--debug`` is read by :class:`_Group`.
     """
     import os
 
     from kdinterp.runtime import pin_environment
 
     pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
-
-
-def _stage_errors() -> tuple[type[Exception], ...]:
-    """The error types of the stages' libraries (importing them loads torch and Great Expectations)."""
-    from kdinterp.broden import BrodenError
-    from kdinterp.config import ParamsError
-    from kdinterp.data import DataError
-    from kdinterp.results import FiguresInputError
-    from kdinterp.models import CheckpointError
-    from kdinterp.report import ReportInputError
-    from kdinterp.train import NonFiniteLossError
-    from kdinterp.validate import ValidationError
-
-    return (BrodenError, CheckpointError, DataError, FiguresInputError, FileNotFoundError, NonFiniteLossError,
-            ParamsError, ReportInputError, ValidationError)
-
-
-@contextlib.contextmanager
-def _errors(known: tuple[type[Exception], ...] | None = None) -> Iterator[None]:
-    """Turn known error types into a one-line message and exit status 1.
-
-    Args:
-        known: the types to catch; default: every stage library's (:func:`_stage_errors`). Commands
-            that load no stage code (pull, publish) pass their own, so they start in a second.
-    """
-    known = _stage_errors() if known is None else known
-    try:
-        yield
-    except known as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
-    except KeyError as err:  # study.find: no such model
-        typer.secho(f"error: {err.args[0] if err.args else err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
 
 
 def _params(path: Path):
@@ -105,9 +103,8 @@ def train(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"), par
     from kdinterp.stages.training import train as run
     from kdinterp.study import Layout
 
-    with _errors():
-        p, model = _model(params, name, seed)
-        run(p, model, Layout(outputs))
+    p, model = _model(params, name, seed)
+    run(p, model, Layout(outputs))
 
 
 @app.command()
@@ -117,9 +114,8 @@ def evaluate(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
     from kdinterp.stages.evaluation import evaluate_model
     from kdinterp.study import Layout
 
-    with _errors():
-        p, model = _model(params, name, seed)
-        evaluate_model(p, model, Layout(outputs))
+    p, model = _model(params, name, seed)
+    evaluate_model(p, model, Layout(outputs))
 
 
 @app.command()
@@ -129,9 +125,8 @@ def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
     from kdinterp.stages.dissection import dissect_model
     from kdinterp.study import Layout
 
-    with _errors():
-        p, model = _model(params, name, seed)
-        dissect_model(p, model, Layout(outputs))
+    p, model = _model(params, name, seed)
+    dissect_model(p, model, Layout(outputs))
 
 
 @app.command()
@@ -140,10 +135,9 @@ def validate(outputs: Outputs = Path("outputs"), params: Params = Path("params.y
     from kdinterp import study
     from kdinterp.validate import validate_dissections
 
-    with _errors():
-        layout = study.Layout(outputs)
-        model_dirs = [layout.dissection(model) for model in study.models(_params(params))]
-        validate_dissections(model_dirs, layout.dissection_validation, raise_on_failure=True)
+    layout = study.Layout(outputs)
+    model_dirs = [layout.dissection(model) for model in study.models(_params(params))]
+    validate_dissections(model_dirs, layout.dissection_validation, raise_on_failure=True)
 
 
 @app.command("validate-data")
@@ -165,17 +159,16 @@ def validate_data(
     from kdinterp.validate import ValidationError
     from kdinterp.validate_data import validate_data as run
 
-    with _errors():
-        p = _params(params)
-        world_dir = None if not p.data.world_file else world if world is not None else Path(p.data.world_file).parent
-        if world_dir is not None and Path(p.data.world_file).parent.resolve() != world_dir.resolve():
-            raise ValidationError(f"--world {world_dir} is not the directory of data.world_file "
-                                  f"({p.data.world_file}); pass the concept world that the data comes from")
-        bound = round(p.dissection.quantile / p.dissection.iou_threshold, 12) if max_coverage is None else max_coverage
-        run(broden, p.dissection.categories, report, world_dir=world_dir, max_coverage=bound,
-            min_concept_share=min_concept_share, balance_tolerance=balance_tolerance)
-        if world_dir is None:
-            typer.echo("validate-data: concept world checks skipped (data.world_file is null)", err=True)
+    p = _params(params)
+    world_dir = None if not p.data.world_file else world if world is not None else Path(p.data.world_file).parent
+    if world_dir is not None and Path(p.data.world_file).parent.resolve() != world_dir.resolve():
+        raise ValidationError(f"--world {world_dir} is not the directory of data.world_file "
+                              f"({p.data.world_file}); pass the concept world that the data comes from")
+    bound = round(p.dissection.quantile / p.dissection.iou_threshold, 12) if max_coverage is None else max_coverage
+    run(broden, p.dissection.categories, report, world_dir=world_dir, max_coverage=bound,
+        min_concept_share=min_concept_share, balance_tolerance=balance_tolerance)
+    if world_dir is None:
+        typer.echo("validate-data: concept world checks skipped (data.world_file is null)", err=True)
 
 
 @app.command()
@@ -184,8 +177,7 @@ def similarity(outputs: Outputs = Path("outputs"), params: Params = Path("params
     from kdinterp.stages.similarity import similarity_report
     from kdinterp.study import Layout
 
-    with _errors():
-        similarity_report(_params(params), Layout(outputs))
+    similarity_report(_params(params), Layout(outputs))
 
 
 @app.command()
@@ -195,8 +187,7 @@ def figures(outputs: Outputs = Path("outputs"), out: Out = Path("paper_figures")
     from kdinterp.figures import make_figures
     from kdinterp.study import Layout
 
-    with _errors():
-        make_figures(_params(params), Layout(outputs), out)
+    make_figures(_params(params), Layout(outputs), out)
 
 
 @app.command("dose-response")
@@ -210,8 +201,7 @@ def dose_response(outputs: Outputs = Path("outputs"),
 
     command = (f"make repro PROFILE=dose_response && kdinterp dose-response --outputs {outputs} --out {out}"
                + ("" if params == Path("params.yaml") else f" --params {params}"))
-    with _errors():
-        write_dose_response(_params(params), Layout(outputs), out, command)
+    write_dose_response(_params(params), Layout(outputs), out, command)
 
 
 @app.command()
@@ -221,8 +211,7 @@ def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report")
     from kdinterp.report import write_report
     from kdinterp.study import Layout
 
-    with _errors():
-        write_report(_params(params), Layout(outputs), out)
+    write_report(_params(params), Layout(outputs), out)
 
 
 @app.command()
@@ -231,10 +220,9 @@ def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.y
     """Apply profile NAME to the parameter file: merge profiles/NAME.yaml's keys into it, keeping its comments."""
     from kdinterp.profiles import apply_profile
 
-    with _errors():
-        changed = apply_profile(Path("profiles") / f"{name}.yaml", params)
-        typer.echo(f"{params} <- profiles/{name}.yaml: {', '.join(changed) or 'nothing changed'} "
-                   f"(`git checkout {params}` goes back to the default)")
+    changed = apply_profile(Path("profiles") / f"{name}.yaml", params)
+    typer.echo(f"{params} <- profiles/{name}.yaml: {', '.join(changed) or 'nothing changed'} "
+               f"(`git checkout {params}` goes back to the default)")
 
 
 Remote = Annotated[str | None, typer.Option("--remote", "-r", help="A DVC remote name (default: core.remote).")]
@@ -247,23 +235,21 @@ def pull(remote: Remote = None,
     """Fetch the published study from the DVC remote (`make pull`); afterwards `dvc repro` runs no stage."""
     from kdinterp.remote import RemoteError, pull as pull_study, url_is_set
 
-    with _errors((RemoteError,)):
-        if if_set and not url_is_set(Path.cwd(), remote):
-            typer.echo("the DVC remote's URL is not set (.dvc/config.local): not pulling")
-            return
-        changed = pull_study(Path.cwd(), remote)
-        if changed:
-            raise RemoteError(f"after the pull, dvc repro would still run {len(changed)} stage(s): "
-                              f"{', '.join(changed[:5])}; the remote holds another version of the study "
-                              "(`git log dvc.lock`), or this checkout has local changes (`dvc status`)")
-        typer.echo("pulled: every output is here and `dvc repro` has nothing to run")
+    if if_set and not url_is_set(Path.cwd(), remote):
+        typer.echo("the DVC remote's URL is not set (.dvc/config.local): not pulling")
+        return
+    changed = pull_study(Path.cwd(), remote)
+    if changed:
+        raise RemoteError(f"after the pull, dvc repro would still run {len(changed)} stage(s): "
+                          f"{', '.join(changed[:5])}; the remote holds another version of the study "
+                          "(`git log dvc.lock`), or this checkout has local changes (`dvc status`)")
+    typer.echo("pulled: every output is here and `dvc repro` has nothing to run")
 
 
 @app.command()
 def publish(remote: Remote = None) -> None:
     """Push data, models, dissections, the report and the run-cache to the DVC remote, then check it (`make publish`)."""
-    from kdinterp.remote import RemoteError, publish as publish_study
+    from kdinterp.remote import publish as publish_study
 
-    with _errors((RemoteError,)):
-        where = publish_study(Path.cwd(), remote)
-        typer.echo(f"published to '{where.name}' ({where.url}): `dvc data status --not-in-remote` lists nothing")
+    where = publish_study(Path.cwd(), remote)
+    typer.echo(f"published to '{where.name}' ({where.url}): `dvc data status --not-in-remote` lists nothing")

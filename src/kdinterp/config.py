@@ -10,17 +10,101 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-__all__ = ["ParamsError", "from_mapping"]
+from kdinterp.errors import KdinterpError
+
+__all__ = ["ParamsError", "Range", "check_ranges", "from_mapping", "ranged"]
 
 T = TypeVar("T")
 
 
-class ParamsError(ValueError):
-    """A parameter file does not match the schema; the message names the key and the fix."""
+class ParamsError(KdinterpError, ValueError):
+    """A parameter file does not match the schema; the message names the key and the fix.
+
+    Args:
+        message: what is wrong and the fix.
+        key: the dotted key it concerns, relative to the dataclass that raised it (``"temperature"``);
+            :func:`from_mapping` prefixes the path of that dataclass in the file (``"distilled.kd"``).
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key, self.detail = key, message
+
+    def under(self, where: str) -> ParamsError:
+        """The same error with ``where`` (a dotted path) in front of its key."""
+        if self.key is None:
+            return ParamsError(f"{where}: {self.detail}" if where else self.detail)
+        return ParamsError(self.detail, _join(where, self.key))
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric params field (of each element, for a list field); ``None``: unbounded.
+
+    ``low_open``/``high_open``: the bound itself is excluded (``temperature > 0`` is ``Range(0, low_open=True)``).
+    Every value must also be finite.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or self.low_open and value == self.low):
+            return False
+        return self.high is None or not (value > self.high or self.high_open and value == self.high)
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"{'<' if self.high_open else '<='} {high}" if self.high is not None else "finite"
+
+
+def _number(x: float | None) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def ranged(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field whose value (each element, for a tuple) must lie in a :class:`Range`; see :func:`check_ranges`.
+
+    ``ge``/``gt``: the lower bound, inclusive/exclusive; ``le``/``lt``: the upper bound.
+    """
+    span = Range(gt if gt is not None else ge, lt if lt is not None else le, gt is not None, lt is not None)
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"range": span})
+
+
+def check_ranges(obj: Any) -> None:
+    """Check every :func:`ranged` field of the dataclass instance ``obj`` (``None`` is allowed where typed so).
+
+    Raises:
+        ParamsError: the first value outside its range, keyed by the field name (``name[i]`` for an element).
+    """
+    for f in dataclasses.fields(obj):
+        span = f.metadata.get("range")
+        value = getattr(obj, f.name)
+        if span is None or value is None:
+            continue
+        items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+        for i, item in items:
+            if item not in span:
+                key = f.name if i is None else f"{f.name}[{i}]"
+                kind = "an integer" if isinstance(item, int) else "a number"
+                raise ParamsError(f"must be {span}, got {item!r}; set {kind} {span}", key)
 
 
 def from_mapping(cls: type[T], data: Any, where: str) -> T:
@@ -38,11 +122,12 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
         An instance of ``cls``; the dataclass's own ``__post_init__`` checks run as usual.
 
     Raises:
-        ParamsError: unknown or missing keys, or a value of the wrong type. The message names the
-            dotted key and, for an unknown key, the closest known one.
+        ParamsError: unknown or missing keys, a value of the wrong type, a non-finite number, or a
+            value outside its :func:`ranged` range (or failing another ``__post_init__`` check). The
+            message names the dotted key and, for an unknown key, the closest known one.
     """
     if not isinstance(data, dict):
-        raise ParamsError(f"{where}: expected a mapping of keys to values, got {_show(data)}")
+        raise ParamsError(f"expected a mapping of keys to values, got {_show(data)}", where or None)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -59,9 +144,9 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
             raise ParamsError(f"{_join(where, name)}: required key is missing")
     try:
         return cls(**values)
+    except ParamsError as err:
+        raise err.under(where) from None
     except (ValueError, TypeError) as err:
-        if isinstance(err, ParamsError):
-            raise
         raise ParamsError(f"{where}: {err}") from err
 
 
@@ -108,7 +193,13 @@ def _scalar(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{where}: expected a number, got {_show(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ParamsError(f"{where}: expected a finite number, got {value!r}; write a number such as 0.5")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ParamsError(f"{where}: expected a string, got {_show(value)}")

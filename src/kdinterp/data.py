@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from kdinterp.errors import KdinterpError
 from kdinterp.io import read_json
 from kdinterp.params import DataParams
 
@@ -37,7 +38,7 @@ __all__ = ["IN_MEMORY_LIMIT_BYTES", "DataError", "InMemoryImages", "WithIndex", 
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
-class DataError(ValueError):
+class DataError(KdinterpError, ValueError):
     """The data set on disk does not match what the parameters describe."""
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from kdinterp.errors import UnknownLayerError
+
 __all__ = ["LayerOutput", "retain_layer"]
 
 
@@ -41,13 +43,14 @@ def retain_layer(model: nn.Module, name: str) -> Iterator[LayerOutput]:
         A :class:`LayerOutput` updated on every forward pass.
 
     Raises:
-        ValueError: no module of that name (the message lists the top-level children).
+        UnknownLayerError: (a ``ValueError``) no module of that name; the message lists the top-level children.
     """
     try:
         module = model.get_submodule(name)
     except AttributeError:
         children = ", ".join(n for n, _ in model.named_children())
-        raise ValueError(f"model has no layer '{name}' (top-level layers: {children})") from None
+        raise UnknownLayerError(f"model has no layer '{name}' (top-level layers: {children}); name one of them in "
+                                "params.yaml (dissection.layer, or the distillation method's layer options)") from None
     retained = LayerOutput(name)
 
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:

@@ -16,6 +16,7 @@ Checkpoints are untrusted input (they come from remote storage): models are stor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,10 +28,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from kdinterp.config import ParamsError, from_mapping
+from kdinterp.errors import KdinterpError, NonFiniteError
 from kdinterp.io import atomic_path
 from kdinterp.params import ModelParams
 
-__all__ = ["CheckpointError", "WideResNet", "build_model", "load_model", "read_header", "save_model"]
+__all__ = ["CheckpointError", "WideResNet", "build_model", "check_finite_weights", "load_model", "read_header",
+           "save_model"]
 
 _BLOCKS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     "resnet10": (BasicBlock, [1, 1, 1, 1]),
@@ -40,7 +44,7 @@ _BLOCKS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(KdinterpError, ValueError):
     """A model file is missing, malformed, or holds another architecture than expected."""
 
 
@@ -116,7 +120,8 @@ def read_header(path: str | Path) -> dict[str, Any]:
     """Read the kdinterp header of a model file without loading the weights.
 
     Raises:
-        CheckpointError: the file is missing, not safetensors, or has no kdinterp header.
+        CheckpointError: the file is missing, not safetensors, or has no kdinterp header, or one that
+            is not what :func:`save_model` writes (not JSON; no ``model``/``classes``; bad ``model`` values).
     """
     p = Path(path)
     if not p.is_file():
@@ -128,7 +133,32 @@ def read_header(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{p}: not a safetensors model file ({err})") from err
     if "kdinterp" not in meta:
         raise CheckpointError(f"{p}: safetensors file without a kdinterp header; save it with kdinterp.models.save_model")
-    return json.loads(meta["kdinterp"])
+    return _check_header(p, meta["kdinterp"])
+
+
+def _check_header(path: Path, text: str) -> dict[str, Any]:
+    """The parsed kdinterp header, checked to be what :func:`save_model` writes.
+
+    Raises:
+        CheckpointError: not JSON, or not ``{"model": ModelParams, "classes": [str, ...], "info": {...}}``.
+    """
+    fix = "it was not written by kdinterp.models.save_model; retrain it (`dvc repro`) or restore it (`dvc checkout`)"
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the kdinterp header is not JSON ({err}); {fix}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("model"), dict):
+        raise CheckpointError(f"{path}: the kdinterp header has no 'model' mapping; {fix}")
+    classes, info = header.get("classes"), header.get("info", {})
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{path}: the kdinterp header's 'classes' is not a non-empty list of names; {fix}")
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: the kdinterp header's 'info' is not a mapping; {fix}")
+    try:
+        spec = from_mapping(ModelParams, header["model"], "model")
+    except ParamsError as err:
+        raise CheckpointError(f"{path}: kdinterp header: {err}; {fix}") from None
+    return {**header, "model": dataclasses.asdict(spec), "info": info}
 
 
 def load_model(path: str | Path, expected: ModelParams | None = None,
@@ -145,11 +175,13 @@ def load_model(path: str | Path, expected: ModelParams | None = None,
         (``model``, ``classes``, ``info``).
 
     Raises:
-        CheckpointError: missing or malformed file, another architecture or class count than
-            expected, or weights that do not fit the architecture in the header.
+        CheckpointError: missing or malformed file (header not what :func:`save_model` writes,
+            unreadable weights), another architecture or class count than expected, or weights that
+            do not fit the architecture in the header.
+        NonFiniteError: a weight is NaN or infinite (the message names the file and the tensor).
     """
     header = read_header(path)
-    spec = ModelParams(**header["model"])
+    spec = from_mapping(ModelParams, header["model"], "model")
     classes = header["classes"]
     if expected is not None and spec != expected:
         raise CheckpointError(f"{path}: holds {_describe(spec)}, but {_describe(expected)} is expected "
@@ -158,10 +190,29 @@ def load_model(path: str | Path, expected: ModelParams | None = None,
         raise CheckpointError(f"{path}: has {len(classes)} classes, but the data set has {num_classes}")
     model = build_model(spec, len(classes))
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: the weights cannot be read ({err}); restore the file (`dvc checkout`) "
+                              "or retrain it (`dvc repro`)") from None
+    check_finite_weights(path, state)
+    try:
+        model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit {_describe(spec)}: {err}") from err
+        raise CheckpointError(f"{path}: weights do not fit {_describe(spec)}: {' '.join(str(err).split())}") from err
     return model.eval(), header
+
+
+def check_finite_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a state dict (tensor name -> tensor) read from ``path`` that holds a NaN or infinite float.
+
+    Raises:
+        NonFiniteError: the message names the file, the first such tensor and its count of bad values.
+    """
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise NonFiniteError(f"{path}: weight '{key}' has {bad} NaN or infinite value(s); the model is broken: "
+                                 "retrain it (`dvc repro`) from a finite checkpoint")
 
 
 def _describe(spec: ModelParams) -> str:

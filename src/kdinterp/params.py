@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kdinterp.config import ParamsError, from_mapping
+from kdinterp.config import ParamsError, check_ranges, from_mapping, ranged
 
 __all__ = [
     "CATEGORIES",
@@ -35,13 +35,17 @@ __all__ = [
     "load_params",
 ]
 
+#: The largest seed: NumPy's legacy seeding and torch.manual_seed both take it.
+SEED_MAX = 2**32 - 1
+
 #: Broden's six concept categories, in the order the paper lists them.
 CATEGORIES: tuple[str, ...] = ("object", "part", "scene", "material", "texture", "color")
 
 
-def _check(condition: bool, message: str) -> None:
+def _check(condition: bool, key: str, message: str) -> None:
+    """Raise :class:`ParamsError` for ``key`` (a field name; the loader prefixes its path) unless ``condition``."""
     if not condition:
-        raise ParamsError(message)
+        raise ParamsError(message, key)
 
 
 @dataclass(frozen=True)
@@ -55,51 +59,35 @@ class WorldParams:
     fractions are in [0, 1].
     """
 
-    seed: int = 0
-    image_size: int = 32
-    probe_image_size: int = 64
-    train_per_class: int = 200
-    val_per_class: int = 50
-    probe_images: int = 1500
-    object_types: int = 8  # object types that become classes: the first N of the vocabulary
-    subtypes_per_type: int = 3  # classes per object type: its first N subtypes
-    context: float = 0.8  # P(the background is one of the object type's usual scenes); else any scene
-    distractor_prob: float = 0.3  # P(a smaller object of another type is drawn behind the class object)
-    occlusion_prob: float = 0.2  # P(a small object of another type partly occludes the class object)
-    object_scale: tuple[float, float] = (0.5, 0.85)  # object span in classification images, share of the side
-    max_rotation: float = 15.0  # objects are rotated uniformly in +-max_rotation degrees
-    subtype_similarity: float = 0.0  # 0: subtypes as designed; 1: a type's subtypes look identical
-    color_jitter: float = 0.15  # max relative change of brightness, contrast and saturation per image
-    noise: float = 0.03  # std of Gaussian pixel noise, as a share of 255
-    texture_fraction: float = 0.2  # share of probe images that are texture tiles
-    closeup_fraction: float = 0.4  # share of probe images that are object close-ups (the rest are scenes)
-    max_probe_objects: int = 3  # probe scenes hold 1..max_probe_objects objects
-    supersample: int = 2  # render at N x the size, then average N x N blocks (anti-aliasing)
+    seed: int = ranged(0, ge=0, le=SEED_MAX)
+    image_size: int = ranged(32, ge=16)
+    probe_image_size: int = ranged(64, ge=16)
+    train_per_class: int = ranged(200, ge=1)
+    val_per_class: int = ranged(50, ge=1)
+    probe_images: int = ranged(1500, ge=1)
+    object_types: int = ranged(8, ge=1)  # object types that become classes: the first N of the vocabulary
+    subtypes_per_type: int = ranged(3, ge=1)  # classes per object type: its first N subtypes
+    context: float = ranged(0.8, ge=0, le=1)  # P(the background is one of the object type's usual scenes); else any
+    distractor_prob: float = ranged(0.3, ge=0, le=1)  # P(a smaller object of another type is drawn behind the object)
+    occlusion_prob: float = ranged(0.2, ge=0, le=1)  # P(a small object of another type partly occludes the object)
+    object_scale: tuple[float, float] = ranged((0.5, 0.85), ge=0.1, le=1)  # object span in classification images,
+    # share of the side: [low, high]
+    max_rotation: float = ranged(15.0, ge=0, le=180)  # objects are rotated uniformly in +-max_rotation degrees
+    subtype_similarity: float = ranged(0.0, ge=0, le=1)  # 0: subtypes as designed; 1: a type's subtypes look identical
+    color_jitter: float = ranged(0.15, ge=0, le=1)  # max relative change of brightness, contrast and saturation
+    noise: float = ranged(0.03, ge=0, le=1)  # std of Gaussian pixel noise, as a share of 255
+    texture_fraction: float = ranged(0.2, ge=0, le=1)  # share of probe images that are texture tiles
+    closeup_fraction: float = ranged(0.4, ge=0, le=1)  # share of probe images that are object close-ups (else scenes)
+    max_probe_objects: int = ranged(3, ge=1)  # probe scenes hold 1..max_probe_objects objects
+    supersample: int = ranged(2, ge=1)  # render at N x the size, then average N x N blocks (anti-aliasing)
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ParamsError(f"seed must be >= 0, got {self.seed}")
-        for name in ("image_size", "probe_image_size"):
-            if getattr(self, name) < 16:
-                raise ParamsError(f"{name} must be >= 16 pixels, got {getattr(self, name)}")
-        for name in ("train_per_class", "val_per_class", "probe_images", "max_probe_objects", "supersample"):
-            if getattr(self, name) < 1:
-                raise ParamsError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("context", "distractor_prob", "occlusion_prob", "subtype_similarity", "color_jitter",
-                     "noise", "texture_fraction", "closeup_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ParamsError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        self._check_geometry()
-
-    def _check_geometry(self) -> None:
+        check_ranges(self)
         low, high = self.object_scale
-        if not 0.1 <= low <= high <= 1.0:
-            raise ParamsError(f"object_scale must be [low, high] with 0.1 <= low <= high <= 1, got {self.object_scale}")
-        if not 0.0 <= self.max_rotation <= 180.0:
-            raise ParamsError(f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
-        if self.texture_fraction + self.closeup_fraction >= 1.0:
-            raise ParamsError(f"texture_fraction + closeup_fraction must be < 1 (the probe set needs scene images), "
-                              f"got {self.texture_fraction} + {self.closeup_fraction}")
+        _check(low <= high, "object_scale", f"must be [low, high] with low <= high, got {list(self.object_scale)}")
+        _check(self.texture_fraction + self.closeup_fraction < 1.0, "closeup_fraction",
+               f"texture_fraction + closeup_fraction must be < 1 (the probe set needs scene images), "
+               f"got {self.texture_fraction} + {self.closeup_fraction}; lower one of them")
 
 
 @dataclass(frozen=True)
@@ -107,11 +95,12 @@ class ModelParams:
     """A torchvision ResNet, optionally narrowed and with a stem for small images."""
 
     arch: Literal["resnet10", "resnet18", "resnet34", "resnet50"]
-    width: int = 64
+    width: int = ranged(64, ge=4)
     small_input: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.width >= 4 and self.width % 4 == 0, f"width must be a positive multiple of 4, got {self.width}")
+        check_ranges(self)
+        _check(self.width % 4 == 0, "width", f"must be a positive multiple of 4, got {self.width}")
 
 
 @dataclass(frozen=True)
@@ -121,22 +110,23 @@ class OptimParams:
     ``amp_bf16`` (bf16 autocast) and ``channels_last`` apply on CUDA only; on the CPU they are ignored.
     """
 
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = ranged(ge=1)
+    batch_size: int = ranged(ge=1)
+    lr: float = ranged(gt=0)
+    momentum: float = ranged(0.9, ge=0, lt=1)
+    weight_decay: float = ranged(5e-4, ge=0)
     schedule: Literal["cosine", "multistep", "constant"] = "cosine"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
+    milestones: tuple[int, ...] = ranged((), ge=1)  # epochs (1-based) after which the lr is multiplied by gamma
+    gamma: float = ranged(0.1, gt=0, le=1)
     amp_bf16: bool = False
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(self.schedule != "multistep" or bool(self.milestones), "schedule 'multistep' needs milestones")
+        check_ranges(self)
+        _check(self.schedule != "multistep" or bool(self.milestones), "milestones",
+               "schedule 'multistep' needs milestones, e.g. [30, 60]")
+        _check(list(self.milestones) == sorted(set(self.milestones)), "milestones",
+               f"must be increasing and unique, got {list(self.milestones)}")
 
 
 @dataclass(frozen=True)
@@ -145,18 +135,16 @@ class DataParams:
 
     train_dir: str
     val_dir: str
-    image_size: int
+    image_size: int = ranged(ge=8)
     augment: Literal["crop_flip", "imagenet"]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, float, float] = ranged(ge=0, le=1)  # per RGB channel, of pixel values scaled to [0, 1]
+    std: tuple[float, float, float] = ranged(gt=0)
     world_file: str | None = None
-    num_workers: int = 0
-    eval_batch_size: int = 256
+    num_workers: int = ranged(0, ge=0)
+    eval_batch_size: int = ranged(256, ge=1)
 
     def __post_init__(self) -> None:
-        _check(self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}")
-        _check(all(s > 0 for s in self.std), f"std must be positive, got {self.std}")
-        _check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -175,15 +163,14 @@ class TeacherParams:
 
     model: ModelParams
     optim: OptimParams
-    label_smoothing: float = 0.0
-    seed: int = 0
+    label_smoothing: float = ranged(0.0, ge=0, lt=1)
+    seed: int = ranged(0, ge=0, le=SEED_MAX)
     weights: str | None = None
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _check(self.weights is None or bool(self.weights.strip()),
-               "weights must be a file path or null (null: train the teacher)")
+        check_ranges(self)
+        _check(self.weights is None or bool(self.weights.strip()), "weights",
+               "must be a file path or null (null: train the teacher)")
 
 
 @dataclass(frozen=True)
@@ -198,10 +185,10 @@ class StudentRecipe:
 class StudentParams:
     """A student trained from the labels alone: cross-entropy with label smoothing epsilon."""
 
-    label_smoothing: float = 0.0
+    label_smoothing: float = ranged(0.0, ge=0, lt=1)
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -219,13 +206,12 @@ class DistilledParams:
 
     teacher: str
     method: str = "kd"
-    temperature: float = 4.0
-    alpha: float = 0.5
+    temperature: float = ranged(4.0, gt=0)
+    alpha: float = ranged(0.5, ge=0, le=1)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        _check(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -252,18 +238,15 @@ class SensitivityParams:
     probe bootstrap of the detector count.
     """
 
-    quantiles: tuple[float, ...] = (0.0025, 0.005, 0.01)
-    iou_thresholds: tuple[float, ...] = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10)
-    rotation_seed: int | None = 0
-    bootstrap_replicates: int = 1000
-    bootstrap_blocks: int = 20
+    quantiles: tuple[float, ...] = ranged((0.0025, 0.005, 0.01), gt=0, lt=0.5)
+    iou_thresholds: tuple[float, ...] = ranged((0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10), gt=0, le=1)
+    rotation_seed: int | None = ranged(0, ge=0, le=SEED_MAX)
+    bootstrap_replicates: int = ranged(1000, ge=2)
+    bootstrap_blocks: int = ranged(20, ge=2)
 
     def __post_init__(self) -> None:
-        _check(all(0.0 < q < 0.5 for q in self.quantiles), f"quantiles must be in (0, 0.5), got {self.quantiles}")
-        _check(bool(self.iou_thresholds) and all(0.0 < t <= 1.0 for t in self.iou_thresholds),
-               f"iou_thresholds must be a non-empty list in (0, 1], got {self.iou_thresholds}")
-        _check(self.bootstrap_replicates >= 2, f"bootstrap_replicates must be >= 2, got {self.bootstrap_replicates}")
-        _check(self.bootstrap_blocks >= 2, f"bootstrap_blocks must be >= 2, got {self.bootstrap_blocks}")
+        check_ranges(self)
+        _check(bool(self.iou_thresholds), "iou_thresholds", "give at least one IoU threshold, e.g. [0.05]")
 
 
 @dataclass(frozen=True)
@@ -284,25 +267,21 @@ class DissectionParams:
 
     broden_dir: str
     layer: str = "layer4"
-    quantile: float = 0.005
-    iou_threshold: float = 0.05
+    quantile: float = ranged(0.005, gt=0, lt=0.5)
+    iou_threshold: float = ranged(0.05, gt=0, le=1)
     categories: tuple[str, ...] = CATEGORIES
-    batch_size: int = 64
+    batch_size: int = ranged(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     activation_rule: Literal["lite", "netdissect"] = "lite"
-    top_images: int = 8
+    top_images: int = ranged(8, ge=1)
     activations: Literal["auto", "disk", "recompute"] = "auto"
-    activation_memory_mb: int = 1024
+    activation_memory_mb: int = ranged(1024, ge=0)
     sensitivity: SensitivityParams = field(default_factory=SensitivityParams)
 
     def __post_init__(self) -> None:
-        _check(0.0 < self.quantile < 0.5, f"quantile must be in (0, 0.5), got {self.quantile}")
-        _check(self.top_images >= 1, f"top_images must be >= 1, got {self.top_images}")
-        _check(0.0 < self.iou_threshold <= 1.0, f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        check_ranges(self)
         unknown = sorted(set(self.categories) - set(CATEGORIES))
-        _check(not unknown, f"categories: unknown {unknown}; Broden has {list(CATEGORIES)}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.activation_memory_mb >= 0, f"activation_memory_mb must be >= 0, got {self.activation_memory_mb}")
+        _check(not unknown, "categories", f"unknown {unknown}; Broden has {list(CATEGORIES)}")
 
 
 @dataclass(frozen=True)
@@ -310,7 +289,7 @@ class Params:
     """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
     :func:`kdinterp.study.check`, which owns the list of models."""
 
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...] = ranged(ge=0, le=SEED_MAX)
     world: WorldParams
     data: DataParams
     teachers: dict[str, TeacherParams]
@@ -323,8 +302,8 @@ class Params:
     paper_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(bool(self.seeds), "seeds: give at least one seed")
-        _check(all(seed >= 0 for seed in self.seeds), f"seeds must be >= 0, got {list(self.seeds)}")
+        _check(bool(self.seeds), "seeds", "give at least one seed")
+        check_ranges(self)  # distinct seeds: kdinterp.study.check
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -347,11 +326,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ParamsError(f"{p}: not valid YAML: {err}") from err
+        raise ParamsError(f"{p}: not valid YAML ({yaml_problem(err)}); fix the syntax there, or "
+                          "`git checkout params.yaml` for the default") from err
     try:
         return from_mapping(Params, raw, "")
     except ParamsError as err:
         raise ParamsError(f"{p}: {err}") from None
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: the problem and where (``line 3, column 5: ...``)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def as_dict(section: object) -> dict:

@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdinterp.errors import KdinterpError
+
 __all__ = ["PLACEHOLDER", "REACH_TIMEOUT_S", "Remote", "RemoteError", "changed_stages", "check", "default_remote",
            "not_in_remote", "publish", "pull", "url_is_set"]
 
@@ -34,7 +36,7 @@ _FIX = ("set it with `dvc remote modify --local {name} url s3://BUCKET/PATH` (cr
         "`dvc remote modify --local {name} access_key_id ...`, or AWS_* environment variables)")
 
 
-class RemoteError(RuntimeError):
+class RemoteError(KdinterpError, RuntimeError):
     """The remote is not configured, not reachable, or a transfer failed; the message names the fix."""
 
 

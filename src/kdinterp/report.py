@@ -45,6 +45,7 @@ from PIL import Image
 from kdinterp import study
 from kdinterp.broden import Broden, load_broden
 from kdinterp.dissection import unit_masks
+from kdinterp.errors import KdinterpError
 from kdinterp.io import read_json, write_bytes, write_text
 from kdinterp.params import Params
 from kdinterp.progress import log, progress_bar
@@ -71,7 +72,7 @@ UNIT_COLUMNS = ("unit", "concept", "category", "iou", "detector")
 TOP_ARRAYS = ("image_index", "max_activation", "maps")
 
 
-class ReportInputError(ValueError):
+class ReportInputError(KdinterpError, ValueError):
     """A dissection output is malformed or stale; the message names the file and the stage to rerun."""
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from kdinterp import study
+from kdinterp.errors import KdinterpError, UnknownModelError
 from kdinterp.io import read_json
 from kdinterp.models import CheckpointError, read_header
 from kdinterp.params import Params, ParamsError
@@ -65,7 +66,7 @@ ROLE_LABELS: dict[str, str] = {"teacher": "Teacher", "scratch": "Scratch", "kd":
 PAPER_NOTATION: dict[str, str] = {"teacher": "teacher", "scratch": "f_scratch", "kd": "f_KD", "ls": "f_LS"}
 
 
-class FiguresInputError(ValueError):
+class FiguresInputError(KdinterpError, ValueError):
     """An input of stage ``figures`` is incomplete or stale; the message names the file and the stage to rerun."""
 
 
@@ -179,7 +180,7 @@ class RunResults:
         """
         found = [m for m in self.models.values() if m.name == name]
         if not found:
-            raise KeyError(f"no model '{name}' in this run ({', '.join(self.names)})")
+            raise UnknownModelError(f"no model '{name}' in this run ({', '.join(self.names)})")
         return found
 
     def by_role(self, role: str) -> list[ModelResult]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdinterp.config import ParamsError, from_mapping
+from kdinterp.errors import UnknownModelError
 from kdinterp.params import (CATEGORIES, ControlParams, DistilledParams, ModelParams, OptimParams, Params,
                              StudentParams, TeacherParams)
 
@@ -166,14 +167,15 @@ def find(params: Params, name: str, seed: int | None = None) -> Model:
     """The model ``name`` (at ``seed``; a teacher's seed is its own and may be omitted).
 
     Raises:
-        KeyError: no such model; the message lists the models.
+        UnknownModelError: (a ``KeyError``) no such model; the message lists the models.
     """
     every = models(params)
     for model in every:
         if model.name == name and (seed is None and not model.group.per_seed or seed == model.seed):
             return model
     known = ", ".join(m.key for m in every)
-    raise KeyError(f"no model '{name}'" + ("" if seed is None else f" at seed {seed}") + f" in params.yaml ({known})")
+    raise UnknownModelError(f"no model '{name}'" + ("" if seed is None else f" at seed {seed}")
+                            + f" in params.yaml ({known})")
 
 
 def check(params: Params) -> None:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from kdinterp import distributed
 from kdinterp.data import WithIndex, eval_loader
 from kdinterp.distill import Distiller
+from kdinterp.errors import NonFiniteError
 from kdinterp.memory_data import InMemoryImages, TrainBatches
 from kdinterp.io import atomic_path
 from kdinterp.params import OptimParams
@@ -40,7 +41,7 @@ __all__ = ["NonFiniteLossError", "fit", "lr_factor"]
 CHECKPOINT = "last.pt"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 

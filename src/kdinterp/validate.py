@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from kdinterp.errors import KdinterpError
 from kdinterp.io import read_json, write_json
 from kdinterp.params import CATEGORIES
 from kdinterp.study import SUMMARY_COUNTS, SUMMARY_KEYS, TALLY_COLUMNS, UNITS_COLUMNS, Layout
@@ -185,7 +186,7 @@ class Check:
     expectations: list[Any] = field(repr=False)
 
 
-class ValidationError(Exception):
+class ValidationError(KdinterpError):
     """Dissection tables are missing or failed validation; the message names each file.
 
     Attributes:

@@ -36,6 +36,7 @@ from kdinterp.dissection.thresholds import TopQuantile
 from kdinterp.dissection.topimages import TopImages, TopImagesResult
 from kdinterp.dissection.upsample import ActivePixels, active_pixels, bilinear_matrix, unit_masks
 from kdinterp.dissection.variants import BlockCounts, Variant, VariantResult
+from kdinterp.errors import NonFiniteError
 from kdinterp.hooks import LayerOutput, retain_layer
 from kdinterp.progress import progress_bar
 
@@ -96,8 +97,9 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         given and ``blocks`` when asked for.
 
     Raises:
-        ValueError: the layer's output is not finite on some image (the model is broken), or an unknown
-            ``activations``.
+        NonFiniteError: the layer's output is not finite on some image (the model is broken); the
+            message names the layer and up to 3 probe images.
+        ValueError: an unknown ``activations``.
     """
     model.eval().to(device)
     size = (dataset.broden.rows[0].sh, dataset.broden.rows[0].sw)
@@ -161,7 +163,7 @@ def _first_pass(forward: _Forward, dataset: BrodenDataset, views: list[Variant],
     with progress_bar(f"thresholds ({forward.retained.name})", total=len(loader)) as advance:
         for images, _, _ in loader:
             acts = forward(images)
-            _check_finite(acts, top.seen, dataset)
+            _check_finite(acts, top.seen, dataset, forward.retained.name)
             units = acts.shape[1]
             if not streams:
                 total = len(dataset) * acts.shape[2] * acts.shape[3]
@@ -174,12 +176,13 @@ def _first_pass(forward: _Forward, dataset: BrodenDataset, views: list[Variant],
     return [stream.thresholds() for stream in streams], top.result()
 
 
-def _check_finite(acts: torch.Tensor, first: int, dataset: BrodenDataset) -> None:
+def _check_finite(acts: torch.Tensor, first: int, dataset: BrodenDataset, layer: str) -> None:
+    """Raise :class:`NonFiniteError` naming up to 3 probe images if the batch ``acts (B, U, h, w)`` is not finite."""
     bad = (~torch.isfinite(acts)).flatten(1).any(1).nonzero()[:, 0]
     if bad.numel():
         images = [dataset.broden.rows[first + int(i)].image for i in bad[:3]]
-        raise ValueError(f"the dissected layer's output is NaN or infinite on {bad.numel()} image(s) of a batch, "
-                         f"e.g. {images}; the model is broken (check its checkpoint and training history)")
+        raise NonFiniteError(f"dissection: layer '{layer}' output is NaN or infinite on {bad.numel()} image(s) of a "
+                             f"batch, e.g. {images}; the model is broken (check its checkpoint and training history)")
 
 
 def _tally(forward: _Forward, label_category, num_categories: int, views: list[Variant],

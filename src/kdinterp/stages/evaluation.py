@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from kdinterp.data import eval_loader, load_dataset
+from kdinterp.errors import NonFiniteError
 from kdinterp.evaluate import classification_metrics, predict
 from kdinterp.io import atomic_path, write_json
 from kdinterp.params import Params
@@ -22,12 +24,21 @@ def evaluate_model(params: Params, model: Model, layout: Layout) -> dict:
     Writes ``layout.metrics(model)`` (JSON: ``model``, ``seed``, ``group``, ``role`` and the metrics of
     :func:`kdinterp.evaluate.classification_metrics`) and ``layout.predictions(model)`` (``logits
     (N, K)`` float32, ``targets (N,)`` int64).
+
+    Raises:
+        CheckpointError, NonFiniteError: the model file is missing, malformed or has non-finite weights
+            (:func:`kdinterp.models.load_model`), or its logits are NaN or infinite; nothing is written.
     """
     configure_torch()
     data = params.data
     net, _, _ = load_trained(params, model, layout.model_file(model))
     loader = eval_loader(load_dataset(data, train=False), data.eval_batch_size, num_workers=data.num_workers)
     logits, targets = predict(net, loader, resolve_device(), label=f"evaluate {model.key}")
+    bad = (~torch.isfinite(logits)).any(1).nonzero()[:, 0]
+    if bad.numel():
+        raise NonFiniteError(f"{layout.model_file(model)}: the logits are NaN or infinite on {bad.numel()} of "
+                             f"{len(logits)} validation image(s) of {data.val_dir} (first: #{int(bad[0])}); the "
+                             "model is broken: retrain it (`dvc repro`)")
     result = {"model": model.name, "seed": model.seed, "group": model.group.kind, "role": model.role or "",
               **classification_metrics(logits, targets)}
     with atomic_path(layout.predictions(model)) as tmp:

@@ -18,7 +18,7 @@ import kdinterp.methods  # noqa: F401  the builders that study.METHODS names; im
 from kdinterp import codedeps, distributed, study
 from kdinterp.data import class_names, load_dataset
 from kdinterp.io import atomic_path
-from kdinterp.models import CheckpointError, build_model, save_model
+from kdinterp.models import CheckpointError, build_model, check_finite_weights, save_model
 from kdinterp.params import Params, as_dict
 from kdinterp.progress import log
 from kdinterp.runtime import configure_torch, environment_record
@@ -129,6 +129,7 @@ def import_weights(params: Params, model: study.Model, layout: study.Layout) -> 
         CheckpointError: the file is missing or unreadable, or its tensors do not match the
             architecture (names or shapes); the message names the param and the fix.
         DataError: the class folders are missing or disagree.
+        NonFiniteError: a tensor of the file is NaN or infinite (nothing is written).
     """
     key = f"teachers.{model.name}.weights"
     path = Path(model.recipe.weights)  # type: ignore[union-attr]  (imported: a teacher with weights)
@@ -151,6 +152,7 @@ def import_weights(params: Params, model: study.Model, layout: study.Layout) -> 
                               f"small_input {model.arch.small_input}) with {len(classes)} classes ({detail}); give a "
                               f"torchvision {model.arch.arch} state_dict for {len(classes)} classes, or fix "
                               f"teachers.{model.name}.model")
+    check_finite_weights(path, state)
     net.load_state_dict(state, strict=True)
     info = {"name": model.name, "seed": model.seed, "group": model.group.kind, "method": "imported",
             **as_dict(model.recipe), "weights_sha256": sha256_file(path), "environment": environment_record()}
