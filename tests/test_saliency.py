@@ -162,7 +162,7 @@ def test_activation_map_and_overlay() -> None:
     model, x = OneCell(), _one_cell_input()
     act = saliency.activation_map(model, x)  # channel mean at 4x4: 1 on cell (1, 2), 0.5 elsewhere; then bilinear x4
     assert act.shape == (1, 16, 16) and act[0, 0, 0] == pytest.approx(0.5)
-    assert act[0, 6, 10] == pytest.approx(0.5 + 0.5 * 0.875 ** 2) and act.max() == act[0, 6, 10]
+    assert act[0, 6, 10] == pytest.approx(0.5 + 0.5 * 0.875 ** 2) and act.max().item() == pytest.approx(act[0, 6, 10].item())
     out = saliency.overlay(x, act)
     assert out.shape == x.shape and (out <= x + 1e-6).all() and (out >= 0.2 * x - 1e-6).all()
     with pytest.raises(ValueError, match="unknown saliency method 'lrp'"):

@@ -35,8 +35,9 @@ def select_images(count: int, wanted: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, wanted).round().astype(np.int64))
 
 
-def _load(data: DataParams, spec: SaliencyParams) -> tuple[list[Path], torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-    """The selected val images: paths, uint8 ``(N, 3, S, S)``, targets ``(N,)``, object and discriminative ``(N, S, S)`` bool.
+def _load(data: DataParams, spec: SaliencyParams) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """The selected val images: their indices into the sorted files ``(N,)``, uint8 ``(N, 3, S, S)``, targets
+    ``(N,)``, object and discriminative regions ``(N, S, S)`` bool.
 
     Raises:
         DataError: an image is not ``data.image_size`` square (the ground truth has the image's pixels,
@@ -46,7 +47,7 @@ def _load(data: DataParams, spec: SaliencyParams) -> tuple[list[Path], torch.Ten
     folder = image_folder(data.val_dir, transform=None)
     root, truth_root = Path(data.val_dir), Path(spec.ground_truth_dir)
     chosen = select_images(len(folder), spec.num_images)
-    paths, images, targets, objects, parts = [], [], [], [], []
+    images, targets, objects, parts = [], [], [], []
     for i in chosen:
         path, target = folder.samples[i]
         with Image.open(path) as im:
@@ -55,12 +56,11 @@ def _load(data: DataParams, spec: SaliencyParams) -> tuple[list[Path], torch.Ten
             raise DataError(f"{path}: {pixels.shape[1]}x{pixels.shape[0]} px, but data.image_size is "
                             f"{data.image_size}; the saliency stage scores images at their own size")
         obj, part = five_band.read_ground_truth(Path(path), root, truth_root)
-        paths.append(Path(path))
         images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
         targets.append(target)
         objects.append(obj)
         parts.append(part)
-    return paths, torch.stack(images), torch.tensor(targets, dtype=torch.int64), np.stack(objects), np.stack(parts)
+    return chosen, torch.stack(images), torch.tensor(targets, dtype=torch.int64), np.stack(objects), np.stack(parts)
 
 
 def _maps(net: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, params: Params,
@@ -127,7 +127,7 @@ def saliency_model(params: Params, model: Model, layout: Layout) -> dict:
     device = resolve_device(spec.device)
     net, _, _ = load_trained(params, model, layout.model_file(model))
     net.to(device)
-    _, images, targets, obj, part = _load(params.data, spec)
+    chosen, images, targets, obj, part = _load(params.data, spec)
     torch.manual_seed(model.seed)
     maps = _maps(net, images, targets, params, device)
     table = _table(maps, five_band.ground_truth(obj, part), obj, spec)
@@ -137,7 +137,6 @@ def saliency_model(params: Params, model: Model, layout: Layout) -> dict:
                "five_band": {r["method"]: {k: r[k] for k in five_band.METRICS} for r in table.to_dict("records")},
                "object_mass": mass | {r["method"]: _none_if_nan(r["object_mass"]) for r in table.to_dict("records")}}
     grid = select_images(len(images), spec.grid_images)
-    chosen = select_images(len(image_folder(params.data.val_dir, transform=None)), spec.num_images)
     with atomic_path(layout.saliency(model, Layout.FIVE_BAND)) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(layout.saliency(model, Layout.MAPS)) as tmp, open(tmp, "wb") as f:
