@@ -125,7 +125,7 @@ def test_grad_cam_puts_all_its_mass_on_the_one_cell_the_logit_reads() -> None:
     from captum.attr import LayerGradCam
 
     model, x = OneCell(), _one_cell_input()
-    raw = LayerGradCam(model, model.layer4).attribute(x, target=1, relu_attributions=True)[0, 0]
+    raw = LayerGradCam(model, model.layer4).attribute(x, target=1, relu_attributions=True)[0, 0].detach()
     assert raw[1, 2] == pytest.approx(3.0 / 16) and raw.sum() == raw[1, 2]
     cam = saliency.attribute(model, x, torch.tensor([1]), "grad_cam")
     assert cam.shape == (1, 16, 16) and cam.dtype == torch.float32 and (cam >= 0).all()
@@ -133,7 +133,7 @@ def test_grad_cam_puts_all_its_mass_on_the_one_cell_the_logit_reads() -> None:
     reach[2:10, 6:14] = True
     assert cam[0, ~reach].max() == 0 and cam[0, 4:8, 8:12].min() > 0
     # Grad-CAM weighs channels, not cells: where the read channel also fires (cell (0, 0)), the map marks it too.
-    twice = LayerGradCam(model, model.layer4).attribute(_one_cell_input(True), target=1, relu_attributions=True)
+    twice = LayerGradCam(model, model.layer4).attribute(_one_cell_input(True), target=1, relu_attributions=True).detach()
     assert twice[0, 0, 0, 0] == pytest.approx(3.0 / 16)
 
 

@@ -76,7 +76,7 @@ def test_without_a_saliency_section_nothing_is_predicted(tmp_path: Path) -> None
 def test_missing_or_mismatched_saliency_outputs_name_the_stage(tmp_path: Path) -> None:
     params = _params()
     layout = _write_outputs(tmp_path / "outputs", params)
-    with pytest.raises(FileNotFoundError, match=r"saliency_student@scratch-0"):
+    with pytest.raises(FileNotFoundError, match=r"saliency_teacher@teacher"):
         load_run(params, layout)
     _write_saliency(layout, params)
     kd = study.find(params, "kd", SEEDS[0])
