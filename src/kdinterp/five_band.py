@@ -1,8 +1,8 @@
 """Five-band scores of saliency maps against ground-truth heatmaps (Tjoa & Guan, 2020), and mass shares.
 
 Source: E. Tjoa and C. Guan, "Quantifying explainability of saliency methods in deep neural
-networks with a synthetic dataset", arXiv:2009.02899 (2020; IEEE Trans. Artificial Intelligence,
-2022); reference code ``FiveBandXAIMetric.fiveband_score`` in
+networks with a synthetic dataset", arXiv, September 2020 (later in IEEE Trans. Artificial
+Intelligence); reference code ``FiveBandXAIMetric.fiveband_score`` in
 github.com/ericotjo001/explainable_ai, ``xai_basic/pipeline/eval/eval_metrics.py``.
 
 **Ground truth.** Three regions: background (value 0), the object region that localises the

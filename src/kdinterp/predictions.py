@@ -263,9 +263,9 @@ def extended_predictions(params: Params, run: RunResults) -> list[Prediction]:
 
 
 #: The saliency method of P12. The paper does not say which it used (research/paper.md §4.2,
-#: [NOT FOUND]); Grad-CAM is fixed here before any result, as the CAM family is what Tjoa & Guan's
-#: five-band study recommends (its mabCAM is a CAM variant) and the layer4 maps it gives are the
-#: same layer the study dissects. The other methods' scores are in every saliency five_band.csv.
+#: [NOT FOUND]); Grad-CAM is fixed here before any result: Tjoa & Guan introduce a CAM variant
+#: (mabCAM) as the heatmap method that suits their ground truth, and Grad-CAM reads layer4, the
+#: layer the study dissects. The other methods' scores are in every saliency five_band.csv.
 P12_METHOD = "grad_cam"
 
 
