@@ -36,12 +36,14 @@ def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> Non
     for model in models:
         assert str(layout.metrics(model)) in shown
         assert str(layout.dissection(model, layout.SUMMARY)) in shown
+        assert str(layout.saliency(model, layout.SUMMARY)) in shown
+        assert (project / layout.saliency(model, layout.FIVE_BAND)).is_file()
     assert "top1" in shown and "num_detectors" in shown
     for name in ("fig1_accuracy_detectors.png", "fig_detectors_per_category.png", "fig_sensitivity.png",
-                 "REPRODUCTION.md"):
+                 "fig_activation_grid.png", "fig_loss_gradient_grid.png", "REPRODUCTION.md"):
         assert (project / "paper_figures" / name).stat().st_size > 0
     report = (project / "paper_figures" / "REPRODUCTION.md").read_text()
-    assert all(f"| P{i}" in report for i in range(1, 8))
+    assert all(f"| P{i}" in report for i in (*range(1, 8), 12, 14))
     for section in ("## Controls", "## Sensitivity of the detector verdicts", "## How much of a detector count",
                     "## Environment"):
         assert section in report

@@ -130,6 +130,18 @@ def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
 
 
 @app.command()
+def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
+             params: Params = Path("params.yaml")) -> None:
+    """Saliency maps of model NAME at SEED on the val images: five-band scores, object mass shares (stage saliency_*@)."""
+    from kdinterp.stages.saliency import saliency_model
+    from kdinterp.study import Layout
+
+    with _errors():
+        p, model = _model(params, name, seed)
+        saliency_model(p, model, Layout(outputs))
+
+
+@app.command()
 def validate(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Validate every model's dissection tables with Great Expectations (stage validate); exit 1 on failure."""
     from kdinterp import study

@@ -31,6 +31,7 @@ from kdinterp.io import atomic_path, write_text
 from kdinterp.params import Params
 from kdinterp.reproduction import reproduction_markdown
 from kdinterp.robustness import sensitivity_grid
+from kdinterp.saliency_figures import draw_grids
 from kdinterp.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NUM_UNITS, PAPER_TOP1_PERCENT,
                               PER_CATEGORY_FILE, REPRODUCTION_FILE, ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES,
                               Metric, RunResults, load_run, signed)
@@ -287,7 +288,8 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
-    """Stage ``figures``: write the three figures and ``REPRODUCTION.md`` into ``out``.
+    """Stage ``figures``: write the three figures, the two P14 grids (:mod:`kdinterp.saliency_figures`, when
+    params.yaml has a ``saliency`` section) and ``REPRODUCTION.md`` into ``out``.
 
     Every input is read and checked before anything is written.
 
@@ -307,6 +309,9 @@ def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
         FIG1_FILE: plot_accuracy_detectors, PER_CATEGORY_FILE: plot_detectors_per_category,
         SENSITIVITY_FILE: plot_sensitivity}
     with matplotlib.rc_context(_STYLE):
+        grids = draw_grids(params, layout)  # P14 grids (with a saliency section): read before anything is written
         for name, draw in figures.items():
             _save(draw(params, run), out / name)
+        for name, grid in grids.items():
+            _save(grid, out / name)
     write_text(out / REPRODUCTION_FILE, reproduction_markdown(params, run))

@@ -27,6 +27,7 @@ __all__ = [
     "OptimParams",
     "Params",
     "ParamsError",
+    "SaliencyParams",
     "SensitivityParams",
     "StudentParams",
     "StudentRecipe",
@@ -285,6 +286,44 @@ class DissectionParams:
 
 
 @dataclass(frozen=True)
+class SaliencyParams:
+    """Saliency maps, five-band scores and object mass shares on the validation images (stage ``saliency_*@``).
+
+    ``methods``: attribution methods of :data:`kdinterp.saliency.METHODS`. ``ground_truth_dir``: the
+    ground-truth saliency maps of ``data.val_dir``'s images (same relative paths;
+    :mod:`kdinterp.world.saliency`). ``num_images``: validation images scored, spread evenly over
+    the sorted file list (null: all). ``smoothgrad_samples``: noisy copies per image;
+    ``smoothgrad_noise``: the noise std as a share of the pixel range [0, 1] (Smilkov et al. 2017
+    use 0.1-0.2). ``thresholds``: the four five-band thresholds (:mod:`kdinterp.five_band`; the
+    reference's -0.7, -0.3, 0.3, 0.7). ``grid_images``: images whose maps go into ``maps.npz`` for
+    the P14 grids. ``layer``: Grad-CAM's and the activation map's layer.
+    """
+
+    ground_truth_dir: str
+    methods: tuple[str, ...] = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")
+    num_images: int | None = None
+    batch_size: int = 100
+    smoothgrad_samples: int = 16
+    smoothgrad_noise: float = 0.15
+    thresholds: tuple[float, ...] = (-0.7, -0.3, 0.3, 0.7)
+    grid_images: int = 8
+    layer: str = "layer4"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        known = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")  # kdinterp.saliency.METHODS
+        unknown = sorted(set(self.methods) - set(known))
+        _check(bool(self.methods) and not unknown, f"methods: unknown {unknown}; known: {list(known)}")
+        _check(self.num_images is None or self.num_images >= 1, f"num_images must be >= 1 or null, got {self.num_images}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.smoothgrad_samples >= 1, f"smoothgrad_samples must be >= 1, got {self.smoothgrad_samples}")
+        _check(0.0 <= self.smoothgrad_noise <= 1.0, f"smoothgrad_noise must be in [0, 1], got {self.smoothgrad_noise}")
+        _check(len(self.thresholds) == 4 and all(a < b for a, b in zip(self.thresholds, self.thresholds[1:])),
+               f"thresholds must be 4 increasing numbers, got {list(self.thresholds)}")
+        _check(self.grid_images >= 1, f"grid_images must be >= 1, got {self.grid_images}")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
     :func:`kdinterp.study.check`, which owns the list of models."""
@@ -300,6 +339,7 @@ class Params:
     self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
     controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
+    saliency: SaliencyParams | None = None  # None: no saliency stage data (e.g. ImageNet without ground truth)
 
     def __post_init__(self) -> None:
         _check(bool(self.seeds), "seeds", "give at least one seed")

@@ -4,7 +4,8 @@ Predictions P1-P7 of ``research/paper.md`` §7 are checked on the paper's three 
 ``scratch``, ``kd``, ``ls`` of ``params.paper_models``). P8-P11 are checked when the run has the
 models they need (``profiles/all_students.yaml``): KD from a label-smoothed teacher over several
 temperatures (P8, P9), feature-based KD with and without logit KD (P10), and every distilled
-student against scratch (P11).
+student against scratch (P11). P12 and P14 are checked when params.yaml has a ``saliency`` section
+(stage ``saliency_*@``; :func:`saliency_predictions`).
 
 Every comparison of two models is a paired difference over seeds (students of one seed share
 initialisation and data order), judged by its 95% t-interval (:mod:`kdinterp.statistics`):
@@ -23,8 +24,9 @@ from kdinterp.results import (PAPER_DETECTORS, PAPER_ENTROPY, PAPER_TOP1_PERCENT
                               signed)
 from kdinterp.statistics import Comparison
 
-__all__ = ["MEASURES", "Measure", "Part", "Prediction", "compare", "count_verdicts", "evaluate_predictions",
-           "extended_predictions"]
+__all__ = ["MEASURES", "P12_METHOD", "Measure", "Part", "Prediction", "compare", "count_verdicts",
+           "evaluate_predictions", "extended_predictions", "five_band_measure", "object_mass_measure",
+           "saliency_predictions"]
 
 
 @dataclass(frozen=True)
@@ -258,3 +260,55 @@ def extended_predictions(params: Params, run: RunResults) -> list[Prediction]:
             "P11", "every KD method: top-1 and #det > f_scratch", f"e.g. 282-313 vs {PAPER_DETECTORS['scratch']}",
             "[BAR][SUM]", parts))
     return predictions
+
+
+#: The saliency method of P12. The paper does not say which it used (research/paper.md §4.2,
+#: [NOT FOUND]); Grad-CAM is fixed here before any result: Tjoa & Guan introduce a CAM variant
+#: (mabCAM) as the heatmap method that suits their ground truth, and Grad-CAM reads layer4, the
+#: layer the study dissects. The other methods' scores are in every saliency five_band.csv.
+P12_METHOD = "grad_cam"
+
+
+def five_band_measure(method: str, metric: str) -> Measure:
+    """A five-band score of ``method`` (:mod:`kdinterp.five_band`), in percent of pixels / ratios x 100."""
+    return Measure(f"five-band {metric} ({method})", "pp", ".2f", lambda m: 100 * m.five_band[method][metric])
+
+
+def object_mass_measure(name: str) -> Measure:
+    """The mean share of ``name``'s map mass inside the object region, in percent (NaN when not measured)."""
+
+    def value(m):
+        share = m.object_mass.get(name)
+        return math.nan if share is None else 100 * share
+
+    return Measure(f"object mass share ({name})", "pp", ".2f", value)
+
+
+def saliency_predictions(params: Params, run: RunResults) -> list[Prediction]:
+    """Check P12 and P14 of ``research/paper.md`` §7 (when params.yaml has a ``saliency`` section).
+
+    * P12: on the ground truth of the concept world, KD's :data:`P12_METHOD` maps have a higher
+      five-band pixel accuracy and a lower five-band FPR than scratch's (two comparisons).
+    * P14a: KD's input-loss gradient puts a larger share of its mass inside the object than scratch's.
+    * P14b: KD's layer4 activation map puts a larger share of its mass inside the object than
+      scratch's and than LS's (two comparisons).
+
+    Returns:
+        ``[]`` without a ``saliency`` section, else P12, P14a, P14b.
+    """
+    if params.saliency is None:
+        return []
+    s, k, ls = (run.roles[role] for role in STUDENT_ROLES)
+    method = P12_METHOD if P12_METHOD in params.saliency.methods else params.saliency.methods[0]
+    gradient, activation = object_mass_measure("loss_gradient"), object_mass_measure("activation")
+    return [
+        Prediction("P12", f"five-band scores ({method}): pixel accuracy KD > scratch, FPR KD < scratch",
+                   "direction only, no numbers", "[BLOG]",
+                   (compare(run, k, s, five_band_measure(method, "pixel_acc"), +1),
+                    compare(run, k, s, five_band_measure(method, "fpr"), -1))),
+        Prediction("P14a", "input-loss gradient mass inside the object: KD > scratch", "qualitative (figure)",
+                   "[FIGS]", (compare(run, k, s, gradient, +1),)),
+        Prediction("P14b", "layer4 activation mass inside the object: KD > scratch and KD > LS",
+                   "qualitative (figure)", "[FIGS]", (compare(run, k, s, activation, +1),
+                                                      compare(run, k, ls, activation, +1))),
+    ]

@@ -16,7 +16,8 @@ from scipy import stats
 
 from kdinterp import statistics
 from kdinterp.params import DistilledParams, Params
-from kdinterp.predictions import Prediction, count_verdicts, evaluate_predictions, extended_predictions
+from kdinterp.predictions import (Prediction, count_verdicts, evaluate_predictions, extended_predictions,
+                                  saliency_predictions)
 from kdinterp.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NOTATION, PAPER_NUM_UNITS,
                               PER_CATEGORY_FILE, ROLE_LABELS, STUDENT_ROLES, ModelResult, RunResults)
 from kdinterp.robustness import controls_section, markdown_table, probe_section, sensitivity_section
@@ -160,7 +161,7 @@ def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
         "## Paper predictions (research/paper.md \u00a77)", "",
         f"Of {len(predictions)} predictions in this run (n = {len(run.seeds)} seeds per student): "
         f"{count_verdicts([p.verdict for p in predictions])}.", "",
-        "Reproduce every row: `make repro` with this run's params.yaml (P1-P7 need only the default; P8-P11 "
+        "Reproduce every row: `make repro` with this run's params.yaml (P1-P7, P12 and P14 need only the default; P8-P11 "
         "appear when the models exist: `make repro PROFILE=all_students`, or `PROFILE=dose_response` for P8, "
         "P9); `dvc repro figures` redraws this report from `outputs/`.", "",
         "Verdicts come from paired 95% t-intervals over seeds: for each seed s, the difference "
@@ -175,6 +176,36 @@ def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
                 "verdict"], rows),
         "", "### Every paired comparison", "",
         markdown_table(["ID", "difference", "measure", "mean", "95% CI", "n", "verdict"], details),
+    ])
+
+
+def _saliency_section(params: Params, run: RunResults) -> str:
+    """Five-band scores per model and method, and object mass shares (P12, P14): mean ± sd over seeds."""
+    if params.saliency is None:
+        return ""
+
+    def cell(values: list[float | None]) -> str:
+        finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+        return "n/a" if finite.size == 0 else _mean_sd(100 * finite, ".1f")
+
+    rows = []
+    for name in run.names:
+        seeds = run.seeds_of(name)
+        for method in params.saliency.methods:
+            rows.append([f"`{name}`", method, str(len(seeds))]
+                        + [cell([m.five_band[method][k] for m in seeds]) for k in ("pixel_acc", "precision", "recall", "fpr")]
+                        + [cell([m.object_mass.get(method) for m in seeds])])
+    masses = [[f"`{name}`", str(len(run.seeds_of(name)))]
+              + [cell([m.object_mass.get(k) for m in run.seeds_of(name)]) for k in ("loss_gradient", "activation")]
+              for name in run.names]
+    return "\n".join([
+        "## Saliency: five-band scores and object mass (P12, P14)", "",
+        "Attribution maps of the true class on the validation images (Captum; `saliency.methods`), scored against the "
+        "concept world's ground truth (background / object / discriminative part) with Tjoa & Guan's five-band "
+        "score (src/kdinterp/five_band.py), in %: mean \u00b1 sd over seeds. Object mass: the share of a map's "
+        "mass inside the object region.", "",
+        markdown_table(["model", "method", "n", "pixel accuracy", "precision", "recall", "FPR", "object mass"], rows),
+        "", markdown_table(["model", "n", "loss-gradient object mass (%)", "layer4 activation object mass (%)"], masses),
     ])
 
 
@@ -271,8 +302,10 @@ def reproduction_markdown(params: Params, run: RunResults) -> str:
     Returns:
         Markdown text ending with a newline.
     """
-    predictions = evaluate_predictions(run) + extended_predictions(params, run)
+    predictions = evaluate_predictions(run) + extended_predictions(params, run) + saliency_predictions(params, run)
     sections = [_header_section(params, run), _per_model_section(run), _per_seed_section(run),
                 _predictions_section(predictions, run), controls_section(run), sensitivity_section(run),
                 probe_section(run), _environment_section(run), _caveats_section(params, run)]
+    if params.saliency is not None:
+        sections.insert(4, _saliency_section(params, run))
     return "\n\n".join(sections) + "\n"

@@ -7,6 +7,8 @@ nothing is recomputed here), for every model of :func:`kdinterp.study.models` (e
 * ``layout.similarity`` (stage ``similarity``): within-class entropy, teacher agreement, per key.
 * ``layout.dissection(model, Layout.SUMMARY)`` (stage ``dissect_*@<key>``): concept detectors.
 * ``layout.dissection_validation`` (stage ``validate``): whether the dissection tables passed.
+* ``layout.saliency(model, Layout.SUMMARY)`` (stage ``saliency_*@<key>``), when params.yaml has a
+  ``saliency`` section: five-band scores and object mass shares (P12, P14).
 
 Also the paper's reference values (``research/paper.md``), which are shown beside ours and never
 written into our measurements, and the roles and colours shared by every figure and the report
@@ -18,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,10 @@ class ModelResult:
             ``mean``, ``sd``, ``low``, ``high``, ``replicates``, ``blocks``).
         sensitivity: ``(basis, quantile, iou_threshold) -> (num_detectors, mean_best_iou)`` from
             ``sensitivity.csv`` (:mod:`kdinterp.dissection.sensitivity`).
+        five_band: method -> {pixel_acc, precision, recall, fpr}, means over val images
+            (:mod:`kdinterp.five_band`); empty without a ``saliency`` section.
+        object_mass: map -> mean share of its mass inside the object (``loss_gradient``,
+            ``activation``, each method; None where every map was zero); empty without ``saliency``.
     """
 
     key: str
@@ -117,6 +123,8 @@ class ModelResult:
     same_type_mass: float | None
     probe_bootstrap: dict[str, float]
     sensitivity: dict[tuple[str, float, float], tuple[int, float]]
+    five_band: dict[str, dict[str, float]] = field(default_factory=dict)
+    object_mass: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -335,8 +343,23 @@ def _model_result(params: Params, layout: study.Layout, model: study.Model,
         same_type_mass=sim.get("same_type_mass"),
         probe_bootstrap=dict(_get(summary, "probe_bootstrap", summary_path, dissect)),
         sensitivity=_sensitivity(layout.dissection(model, study.Layout.SENSITIVITY), dissect),
+        **_saliency(params, layout, model),
     )
     return result, summary
+
+
+def _saliency(params: Params, layout: study.Layout, model: study.Model) -> dict[str, dict]:
+    """``five_band`` and ``object_mass`` of the model's saliency summary.json (nothing without a ``saliency`` section)."""
+    if params.saliency is None:
+        return {}
+    path, stage = layout.saliency(model, study.Layout.SUMMARY), model.stage("saliency")
+    summary = _read(path, stage)
+    _check_seed(summary, path, stage, model)
+    five_band = _get(summary, "five_band", path, stage)
+    missing = sorted(set(params.saliency.methods) - set(five_band))
+    if missing:
+        raise FiguresInputError(f"{path}: no five-band scores for {missing} (saliency.methods); rerun `dvc repro -s {stage}`")
+    return {"five_band": five_band, "object_mass": dict(_get(summary, "object_mass", path, stage))}
 
 
 def load_run(params: Params, layout: study.Layout) -> RunResults:

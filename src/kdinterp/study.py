@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from kdinterp.distill import Distiller
 
-__all__ = ["GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS",
+__all__ = ["FIVE_BAND_COLUMNS", "GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS",
            "TALLY_COLUMNS", "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find", "models",
            "parse_options", "resolve"]
 
@@ -324,6 +324,10 @@ UNITS_COLUMNS: tuple[str, ...] = (("unit", "concept", "concept_id", "category", 
 #: ``sensitivity.csv``: one row per (basis, quantile, IoU threshold) (:mod:`kdinterp.dissection.sensitivity`).
 SENSITIVITY_COLUMNS: tuple[str, ...] = ("basis", "quantile", "iou_threshold", "num_units", "num_detectors",
                                         "num_unique_concepts", "mean_best_iou")
+#: ``five_band.csv`` (stage ``saliency_*@``): one row per attribution method, means over images
+#: (:mod:`kdinterp.five_band`).
+FIVE_BAND_COLUMNS: tuple[str, ...] = ("method", "num_images", "pixel_acc", "precision", "recall", "fpr",
+                                      "pixel_acc_sd", "precision_sd", "recall_sd", "fpr_sd", "object_mass")
 #: ``summary.json`` keys determined by ``units.csv`` (nested keys flattened with a dot).
 SUMMARY_COUNTS: tuple[str, ...] = (("num_detectors", "num_unique_concepts")
                                    + tuple(f"detectors.{c}" for c in CATEGORIES)
@@ -342,7 +346,8 @@ class Layout:
     Per model (``key`` = :attr:`Model.key`): ``models/<section>/<key>.safetensors``,
     ``checkpoints/<key>/``, ``training/<key>.csv``, ``metrics/<key>.json``,
     ``predictions/<key>.npz``, ``dissection/<key>/{thresholds.npy, tally.csv, units.csv,
-    top_images.npz, summary.json, sensitivity.csv}``. Study-wide: ``metrics/similarity.json``,
+    top_images.npz, summary.json, sensitivity.csv}``, ``saliency/<key>/{five_band.csv, summary.json,
+    maps.npz}``. Study-wide: ``metrics/similarity.json``,
     ``validation/data.json``, ``validation/dissection.json``.
     """
 
@@ -356,6 +361,10 @@ class Layout:
     SENSITIVITY = "sensitivity.csv"
     #: Every file the dissect stage writes.
     DISSECTION_FILES = (THRESHOLDS, TALLY, UNITS, TOP_IMAGES, SUMMARY, SENSITIVITY)
+    FIVE_BAND = "five_band.csv"
+    MAPS = "maps.npz"
+    #: Every file the saliency stage writes (``SUMMARY`` is its summary.json too).
+    SALIENCY_FILES = (FIVE_BAND, SUMMARY, MAPS)
 
     def model_file(self, model: Model) -> Path:
         """The trained weights (safetensors with an architecture header)."""
@@ -382,6 +391,11 @@ class Layout:
         directory = self.root / "dissection" / model.key
         return directory if file is None else directory / file
 
+    def saliency(self, model: Model, file: str | None = None) -> Path:
+        """The model's saliency directory, or one of its files (``Layout.FIVE_BAND``, ``Layout.SUMMARY``, ``Layout.MAPS``)."""
+        directory = self.root / "saliency" / model.key
+        return directory if file is None else directory / file
+
     @property
     def similarity(self) -> Path:
         """Class-similarity measures of every model (``dvc metrics``)."""
@@ -405,6 +419,7 @@ STAGE_MODULES: dict[str, str] = {
     "train": "kdinterp.stages.training",
     "evaluate": "kdinterp.stages.evaluation",
     "dissect": "kdinterp.stages.dissection",
+    "saliency": "kdinterp.stages.saliency",
     "validate": "kdinterp.validate",
     "similarity": "kdinterp.stages.similarity",
     "figures": "kdinterp.figures",
