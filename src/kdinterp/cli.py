@@ -136,9 +136,8 @@ def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
     from kdinterp.stages.saliency import saliency_model
     from kdinterp.study import Layout
 
-    with _errors():
-        p, model = _model(params, name, seed)
-        saliency_model(p, model, Layout(outputs))
+    p, model = _model(params, name, seed)
+    saliency_model(p, model, Layout(outputs))
 
 
 @app.command()

@@ -285,6 +285,10 @@ class DissectionParams:
         _check(not unknown, "categories", f"unknown {unknown}; Broden has {list(CATEGORIES)}")
 
 
+#: The attribution methods (the one list): :func:`kdinterp.saliency.attribute` implements each, in report order.
+SALIENCY_METHODS: tuple[str, ...] = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")
+
+
 @dataclass(frozen=True)
 class SaliencyParams:
     """Saliency maps, five-band scores and object mass shares on the validation images (stage ``saliency_*@``).
@@ -300,27 +304,23 @@ class SaliencyParams:
     """
 
     ground_truth_dir: str
-    methods: tuple[str, ...] = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")
-    num_images: int | None = None
-    batch_size: int = 100
-    smoothgrad_samples: int = 16
-    smoothgrad_noise: float = 0.15
-    thresholds: tuple[float, ...] = (-0.7, -0.3, 0.3, 0.7)
-    grid_images: int = 8
+    methods: tuple[str, ...] = SALIENCY_METHODS
+    num_images: int | None = ranged(None, ge=1)
+    batch_size: int = ranged(100, ge=1)
+    smoothgrad_samples: int = ranged(16, ge=1)
+    smoothgrad_noise: float = ranged(0.15, ge=0.0, le=1.0)
+    thresholds: tuple[float, ...] = ranged((-0.7, -0.3, 0.3, 0.7), ge=-1.0, le=1.0)
+    grid_images: int = ranged(8, ge=1)
     layer: str = "layer4"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
-        known = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")  # kdinterp.saliency.METHODS
-        unknown = sorted(set(self.methods) - set(known))
-        _check(bool(self.methods) and not unknown, f"methods: unknown {unknown}; known: {list(known)}")
-        _check(self.num_images is None or self.num_images >= 1, f"num_images must be >= 1 or null, got {self.num_images}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.smoothgrad_samples >= 1, f"smoothgrad_samples must be >= 1, got {self.smoothgrad_samples}")
-        _check(0.0 <= self.smoothgrad_noise <= 1.0, f"smoothgrad_noise must be in [0, 1], got {self.smoothgrad_noise}")
+        check_ranges(self)
+        unknown = sorted(set(self.methods) - set(SALIENCY_METHODS))
+        _check(bool(self.methods) and not unknown, "methods",
+               f"unknown {unknown}; use some of {list(SALIENCY_METHODS)}")
         _check(len(self.thresholds) == 4 and all(a < b for a, b in zip(self.thresholds, self.thresholds[1:])),
-               f"thresholds must be 4 increasing numbers, got {list(self.thresholds)}")
-        _check(self.grid_images >= 1, f"grid_images must be >= 1, got {self.grid_images}")
+               "thresholds", f"must be 4 increasing numbers, got {list(self.thresholds)}")
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdinterp.params import SALIENCY_METHODS
+
 __all__ = ["DEFAULT_LAYER", "METHODS", "activation_map", "attribute", "loss_gradient", "minmax", "overlay"]
 
-#: The attribution methods :func:`attribute` knows, in report order.
-METHODS: tuple[str, ...] = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")
+#: The attribution methods :func:`attribute` knows, in report order (owned by :mod:`kdinterp.params`).
+METHODS: tuple[str, ...] = SALIENCY_METHODS
 #: The layer of Grad-CAM and of the activation map: the ResNet's last stage, as dissected.
 DEFAULT_LAYER = "layer4"
 
