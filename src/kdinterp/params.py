@@ -18,9 +18,11 @@ import yaml
 from kdinterp.config import ParamsError, from_mapping
 
 __all__ = [
+    "ATTRIBUTION_METHODS",
     "CATEGORIES",
     "ControlParams",
     "DataParams",
+    "DiffROARParams",
     "DissectionParams",
     "DistilledParams",
     "ModelParams",
@@ -305,6 +307,48 @@ class DissectionParams:
         _check(self.activation_memory_mb >= 0, f"activation_memory_mb must be >= 0, got {self.activation_memory_mb}")
 
 
+#: Attribution methods of :func:`kdinterp.saliency.attribute` (its ``METHODS``; checked here without importing torch).
+ATTRIBUTION_METHODS: tuple[str, ...] = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")
+
+
+@dataclass(frozen=True)
+class DiffROARParams:
+    """DiffROAR of a model's attributions (stage ``diffroar_*@``; :mod:`kdinterp.diffroar`, Shah et al. 2021).
+
+    ``method``: the attribution (:data:`ATTRIBUTION_METHODS`), for the true class, of the assessed
+    model on the training and validation images. ``fractions``: the ``k`` grid, the share of
+    pixels kept in the top-k and bottom-k data sets, each in ``(0, 1)``. The evaluator
+    (:class:`kdinterp.diffroar.Evaluator`, ``width`` channels in its first block) is trained for
+    ``epochs`` with Adam at ``lr`` in batches of ``batch_size``; ``seed`` fixes its initialisation
+    and batch order, the same for every model, so models differ only in their attributions.
+    ``attribution_batch_size``: images per attribution pass.
+    """
+
+    method: str = "input_gradient"
+    fractions: tuple[float, ...] = (0.2,)
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 0.002
+    seed: int = 0
+    width: int = 16
+    attribution_batch_size: int = 256
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.method in ATTRIBUTION_METHODS,
+               f"method: unknown '{self.method}'; known: {list(ATTRIBUTION_METHODS)}")
+        _check(bool(self.fractions) and all(0.0 < k < 1.0 for k in self.fractions)
+               and len(set(self.fractions)) == len(self.fractions),
+               f"fractions must be distinct shares of pixels kept, each in (0, 1), got {list(self.fractions)}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.width >= 1, f"width must be >= 1, got {self.width}")
+        _check(self.attribution_batch_size >= 1,
+               f"attribution_batch_size must be >= 1, got {self.attribution_batch_size}")
+
+
 @dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
@@ -321,6 +365,7 @@ class Params:
     self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
     controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
+    diffroar: DiffROARParams = field(default_factory=DiffROARParams)
 
     def __post_init__(self) -> None:
         _check(bool(self.seeds), "seeds: give at least one seed")

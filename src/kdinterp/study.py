@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
     from kdinterp.distill import Distiller
 
-__all__ = ["GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS",
-           "TALLY_COLUMNS", "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find", "models",
-           "parse_options", "resolve"]
+__all__ = ["DIFFROAR_SECTIONS", "GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES",
+           "SUMMARY_KEYS", "TALLY_COLUMNS", "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find",
+           "models", "parse_options", "resolve"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
@@ -313,6 +313,10 @@ def parse_options(method: str, options: Any, where: str = "options") -> Any:
 
 # --------------------------------------------------------------------------- the output layout
 
+#: The sections whose models get a ``diffroar_<kind>@<key>`` stage: the students of every seed (the
+#: teacher and the untrained controls are not assessed; P13 compares KD with scratch).
+DIFFROAR_SECTIONS: tuple[str, ...] = ("students", "distilled", "self_distilled")
+
 #: ``tally.csv``: one row per (unit, concept) with a non-zero intersection.
 TALLY_COLUMNS: tuple[str, ...] = (
     "unit", "concept", "concept_id", "category", "intersection", "unit_area", "concept_area", "iou")
@@ -340,7 +344,8 @@ class Layout:
     Per model (``key`` = :attr:`Model.key`): ``models/<section>/<key>.safetensors``,
     ``checkpoints/<key>/``, ``training/<key>.csv``, ``metrics/<key>.json``,
     ``predictions/<key>.npz``, ``dissection/<key>/{thresholds.npy, tally.csv, units.csv,
-    top_images.npz, summary.json, sensitivity.csv}``. Study-wide: ``metrics/similarity.json``,
+    top_images.npz, summary.json, sensitivity.csv}``, ``diffroar/<key>/summary.json`` (the models of
+    :data:`DIFFROAR_SECTIONS`). Study-wide: ``metrics/similarity.json``,
     ``validation/data.json``, ``validation/dissection.json``.
     """
 
@@ -354,6 +359,9 @@ class Layout:
     SENSITIVITY = "sensitivity.csv"
     #: Every file the dissect stage writes.
     DISSECTION_FILES = (THRESHOLDS, TALLY, UNITS, TOP_IMAGES, SUMMARY, SENSITIVITY)
+
+    #: Every file the diffroar stage writes.
+    DIFFROAR_FILES = (SUMMARY,)
 
     def model_file(self, model: Model) -> Path:
         """The trained weights (safetensors with an architecture header)."""
@@ -380,6 +388,11 @@ class Layout:
         directory = self.root / "dissection" / model.key
         return directory if file is None else directory / file
 
+    def diffroar(self, model: Model, file: str | None = None) -> Path:
+        """The model's DiffROAR directory, or one of its files (``Layout.SUMMARY``: per-k accuracies, DiffROAR)."""
+        directory = self.root / "diffroar" / model.key
+        return directory if file is None else directory / file
+
     @property
     def similarity(self) -> Path:
         """Class-similarity measures of every model (``dvc metrics``)."""
@@ -403,6 +416,7 @@ STAGE_MODULES: dict[str, str] = {
     "train": "kdinterp.stages.training",
     "evaluate": "kdinterp.stages.evaluation",
     "dissect": "kdinterp.stages.dissection",
+    "diffroar": "kdinterp.stages.diffroar",
     "validate": "kdinterp.validate",
     "similarity": "kdinterp.stages.similarity",
     "figures": "kdinterp.figures",
