@@ -13,7 +13,8 @@ import torch
 
 from kdinterp import study
 from kdinterp.config import ParamsError
-from kdinterp.diffroar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order, train_evaluator)
+from kdinterp.diffroar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order, spread,
+                               train_evaluator)
 from kdinterp.params import ATTRIBUTION_METHODS, DiffROARParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,12 @@ def test_top_and_bottom_k_keep_exactly_the_highest_and_lowest_pixels() -> None:
     assert pixel_order(maps)[0, :4].tolist() == [1, 7, 10, 4]  # row-major indices of ranks 0..3
     top, bottom = keep_masks(maps, 0.3)  # Shah et al.'s count: int(round(0.3 * 16)) = 5
     assert int(top.sum()) == int(bottom.sum()) == 5 and torch.equal(top[0], RANKS < 5)
+
+
+def test_spread_takes_every_class_evenly() -> None:
+    assert spread(12, 4).tolist() == [0, 3, 6, 9]
+    assert spread(5, None).tolist() == spread(5, 9).tolist() == [0, 1, 2, 3, 4]
+    assert spread(10, 4).tolist() == [0, 2, 5, 7]
 
 
 def test_ties_are_broken_by_row_major_index() -> None:
@@ -126,14 +133,14 @@ def test_stage_writes_the_summary_deterministically(tiny_folders, tmp_path) -> N
 
     params = tiny_params(tiny_folders)
     params = dataclasses.replace(params, diffroar=DiffROARParams(fractions=(0.25, 0.5), epochs=1, batch_size=8,
-                                                                 width=4))
+                                                                 width=4, train_images=12))
     layout = study.Layout(tmp_path / "outputs")
     model = study.find(params, "scratch", params.seeds[0])
     training.train(params, model, layout)
     report = stage.diffroar_model(params, model, layout)
     path = layout.diffroar(model, study.Layout.SUMMARY)
     first = path.read_bytes()
-    assert json.loads(first) == report and report["seed"] == model.seed and report["num_train"] == 24
+    assert json.loads(first) == report and report["seed"] == model.seed and report["num_train"] == 12
     assert set(report["by_k"]) == {"0.25", "0.5"} and report["num_val"] == 12 and len(report["fill"]) == 3
     for row in report["by_k"].values():
         assert 0.0 <= row["acc_top"] <= 1.0 and 0.0 <= row["acc_bottom"] <= 1.0

@@ -321,16 +321,19 @@ class DiffROARParams:
     (:class:`kdinterp.diffroar.Evaluator`, ``width`` channels in its first block) is trained for
     ``epochs`` with Adam at ``lr`` in batches of ``batch_size``; ``seed`` fixes its initialisation
     and batch order, the same for every model, so models differ only in their attributions.
-    ``attribution_batch_size``: images per attribution pass.
+    ``train_images``: training images used (attributed, masked, retrained on), evenly spread over
+    the sorted file list, i.e. over the classes (null: all). ``attribution_batch_size``: images per
+    attribution pass.
     """
 
     method: str = "input_gradient"
     fractions: tuple[float, ...] = (0.2,)
     epochs: int = 4
     batch_size: int = 128
-    lr: float = 0.002
+    lr: float = 0.005
     seed: int = 0
     width: int = 16
+    train_images: int | None = 2400
     attribution_batch_size: int = 256
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -345,6 +348,8 @@ class DiffROARParams:
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(self.width >= 1, f"width must be >= 1, got {self.width}")
+        _check(self.train_images is None or self.train_images >= 1,
+               f"train_images must be >= 1 or null, got {self.train_images}")
         _check(self.attribution_batch_size >= 1,
                f"attribution_batch_size must be >= 1, got {self.attribution_batch_size}")
 

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from kdinterp.diffroar import EvaluatorSettings, channel_mean, diffroar
+from kdinterp.diffroar import EvaluatorSettings, channel_mean, diffroar, spread
 from kdinterp.io import write_json
 from kdinterp.memory_data import InMemoryImages, to_normalized
 from kdinterp.params import Params
@@ -42,7 +42,8 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
     """Stage ``diffroar_*@<key>``: DiffROAR(k) of ``model``'s attributions for each k of ``diffroar.fractions``.
 
     The model's attributions (``diffroar.method``, for the true class; teacher-free) are computed in
-    memory on the training and validation images (``data.train_dir``/``val_dir`` decoded by
+    memory on the validation images and ``diffroar.train_images`` training images (:func:`kdinterp.diffroar.spread`;
+    ``data.train_dir``/``val_dir`` decoded by
     :class:`~kdinterp.memory_data.InMemoryImages` with ``train=False``: no augmentation, ``S x S``,
     normalised with ``data.mean``/``std``). The masked pixels are set to the per-channel mean of
     the normalised training images. Then :func:`kdinterp.diffroar.diffroar` retrains the evaluator
@@ -66,10 +67,11 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
     net.to(device)
     torch.manual_seed(spec.seed)
     sets = []
-    for root in (data.train_dir, data.val_dir):
+    for root, limit in ((data.train_dir, spec.train_images), (data.val_dir, None)):
         folder = InMemoryImages(root, data, train=False)
-        images = to_normalized(folder.images.to(device), data.mean, data.std)
-        targets = folder.targets.to(device)
+        keep = spread(len(folder), limit)
+        images = to_normalized(folder.images[keep].to(device), data.mean, data.std)
+        targets = folder.targets[keep].to(device)
         sets.append((images, targets, model_attributions(net, images, targets, spec.method,
                                                          spec.attribution_batch_size).to(device)))
     attributed = time.perf_counter()
