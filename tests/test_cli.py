@@ -11,7 +11,7 @@ from kdinterp.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "dissect", "validate", "similarity", "figures", "report", "validate-data",
+COMMANDS = ["train", "evaluate", "dissect", "diffroar", "validate", "similarity", "figures", "report", "validate-data",
             "world", "profile"]
 
 

@@ -333,7 +333,7 @@ class DiffROARParams:
     lr: float = 0.005
     seed: int = 0
     width: int = 16
-    train_images: int | None = 2400
+    train_images: int | None = None
     attribution_batch_size: int = 256
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
