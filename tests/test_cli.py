@@ -11,7 +11,8 @@ from kdinterp.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "dissect", "saliency", "validate", "similarity", "figures", "report", "validate-data",
+COMMANDS = ["train", "evaluate", "dissect", "saliency", "diffroar", "validate", "similarity", "figures", "report",
+            "validate-data",
             "world", "profile"]
 
 

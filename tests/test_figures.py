@@ -54,7 +54,7 @@ MODELS: dict[str, dict] = {
                 "detectors": {"object": [30], "part": [12], "scene": [8], "material": [14], "texture": [6],
                               "color": [4]}},
     "scratch": {"top1": [0.620, 0.600, 0.640], "units": 128, "entropy": [1.10, 1.12, 1.08],
-                "entropy_b": [2.60, 2.62, 2.58], "agreement": 0.712,
+                "entropy_b": [2.60, 2.62, 2.58], "agreement": 0.712, "diffroar": [0.20, 0.21, 0.22],
                 "detectors": _det(object=[10, 11, 9])},
     "ls": {"top1": [0.630, 0.580, 0.650], "units": 128, "entropy": [0.90, 0.95, 0.85], "entropy_b": [2.70, 2.72, 2.69],
            "agreement": 0.655,
@@ -62,12 +62,12 @@ MODELS: dict[str, dict] = {
     "random_init": {"top1": [0.04, 0.05, 0.04], "units": 128, "entropy": [3.1, 3.1, 3.1], "entropy_b": [3.0, 3.0, 3.0],
                     "agreement": 0.01, "detectors": _det(object=0, part=0, scene=0, material=0, texture=0, color=[1, 0, 1])},
     "kd": {"top1": [0.655, 0.636, 0.674], "units": 128, "entropy": [1.20, 1.23, 1.19], "entropy_b": [2.50, 2.52, 2.49],
-           "agreement": 0.874,
+           "agreement": 0.874, "diffroar": [0.30, 0.32, 0.31],
            "detectors": _det(object=[18, 20, 17], part=9, scene=4, material=13)},
 }
 EXPECTED = {"P1": "holds", "P2": "holds", "P3": "inconclusive", "P4": "contradicted", "P5": "contradicted",
             "P6a": "holds", "P6b": "contradicted", "P6c": "holds", "P7a": "holds",
-            "P7b": "contradicted"}
+            "P7b": "contradicted", "P13": "holds"}  # P13: KD - scratch DiffROAR +10/+11/+9 pp
 VERDICT_ROW = r"^\| (P\d+[a-c]?(?:-\w+)?) \|.*\| \*\*(holds|contradicted|inconclusive)\*\* \|$"
 
 
@@ -149,6 +149,12 @@ def _write_outputs(root: Path, params: Params | None = None, models: dict = MODE
                                 "low": sum(detectors.values()) - 3, "high": sum(detectors.values()) + 3}})
         _write_sensitivity(layout.dissection(model, study.Layout.SENSITIVITY), sum(detectors.values()), m["units"])
         _model_file(layout.model_file(model))
+        if model.group.section in study.DIFFROAR_SECTIONS:
+            value = m.get("diffroar", [0.1] * len(SEEDS))[i]
+            _dump(layout.diffroar(model, study.Layout.SUMMARY), {
+                "model": model.name, "seed": model.seed, "method": params.diffroar.method,
+                "by_k": {f"{k:g}": {"acc_top": 0.5 + value, "acc_bottom": 0.5, "diffroar": value}
+                         for k in params.diffroar.fractions}, "diffroar_mean": value})
         entry = {"within_class_entropy": m["entropy"][i], "nontarget_entropy": m["entropy_b"][i],
                  "same_type_mass": 0.3}
         if m["agreement"] is not None:
@@ -238,7 +244,7 @@ def test_load_run_has_one_result_per_model_and_seed(tmp_path: Path) -> None:
 def test_every_prediction_gets_the_verdict_of_the_numbers(generated: tuple[Path, str]) -> None:
     md = generated[1]
     assert _verdicts(md) == EXPECTED
-    assert "Of 10 predictions in this run (n = 3 seeds per student): 5 hold, 4 contradicted, 1 inconclusive." in md
+    assert "Of 11 predictions in this run (n = 3 seeds per student): 6 hold, 4 contradicted, 1 inconclusive." in md
     assert "Verdicts come from paired 95% t-intervals over seeds" in md
 
 

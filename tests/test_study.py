@@ -102,6 +102,8 @@ def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc
         expected[model.stage("evaluate")] = [str(layout.predictions(model)), str(layout.metrics(model))]
         expected[model.stage("dissect")] = [str(layout.dissection(model, f)) for f in layout.DISSECTION_FILES]
         expected[model.stage("saliency")] = [str(layout.saliency(model, f)) for f in layout.SALIENCY_FILES]
+        if model.group.section in study.DIFFROAR_SECTIONS:
+            expected[model.stage("diffroar")] = [str(layout.diffroar(model, f)) for f in layout.DIFFROAR_FILES]
     per_model = {name: stage for name, stage in dvc_stages.items() if "@" in name}
     assert set(per_model) == set(expected)
     for name, outs in expected.items():
@@ -147,7 +149,7 @@ def _family(stage: str) -> str:
     base = stage.split("@")[0]
     if base in {group.train_stage for group in study.GROUPS}:
         return "train"
-    return base.split("_")[0] if base.startswith(("evaluate_", "dissect_", "saliency_")) else base
+    return base.split("_")[0] if base.startswith(("evaluate_", "dissect_", "saliency_", "diffroar_")) else base
 
 
 def test_each_stage_depends_on_exactly_the_code_it_imports(dvc_stages) -> None:

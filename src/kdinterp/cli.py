@@ -141,6 +141,18 @@ def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
 
 
 @app.command()
+def diffroar(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
+             params: Params = Path("params.yaml")) -> None:
+    """DiffROAR of model NAME at SEED: an evaluator retrained on its top-k vs bottom-k pixels (stage diffroar_*@)."""
+    from kdinterp.stages.diffroar import diffroar_model
+    from kdinterp.study import Layout
+
+    with _errors():
+        p, model = _model(params, name, seed)
+        diffroar_model(p, model, Layout(outputs))
+
+
+@app.command()
 def validate(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Validate every model's dissection tables with Great Expectations (stage validate); exit 1 on failure."""
     from kdinterp import study

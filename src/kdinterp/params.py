@@ -21,6 +21,7 @@ __all__ = [
     "CATEGORIES",
     "ControlParams",
     "DataParams",
+    "DiffROARParams",
     "DissectionParams",
     "DistilledParams",
     "ModelParams",
@@ -324,6 +325,40 @@ class SaliencyParams:
 
 
 @dataclass(frozen=True)
+class DiffROARParams:
+    """DiffROAR of a model's attributions (stage ``diffroar_*@``; :mod:`kdinterp.diffroar`, Shah et al. 2021).
+
+    ``method``: the attribution (:data:`SALIENCY_METHODS`), for the true class, of the assessed
+    model on the training and validation images. ``fractions``: the ``k`` grid, the share of
+    pixels kept in the top-k and bottom-k data sets, each in ``(0, 1)``. The evaluator
+    (:class:`kdinterp.diffroar.Evaluator`, ``width`` channels in its first block) is trained for
+    ``epochs`` with Adam at ``lr`` in batches of ``batch_size``; ``seed`` fixes its initialisation
+    and batch order, the same for every model, so models differ only in their attributions.
+    ``train_images``: training images used (attributed, masked, retrained on), evenly spread over
+    the sorted file list, i.e. over the classes (null: all). ``attribution_batch_size``: images per
+    attribution pass.
+    """
+
+    method: str = "input_gradient"
+    fractions: tuple[float, ...] = ranged((0.2,), gt=0.0, lt=1.0)
+    epochs: int = ranged(4, ge=1)
+    batch_size: int = ranged(128, ge=1)
+    lr: float = ranged(0.005, gt=0)
+    seed: int = ranged(0, ge=0, le=SEED_MAX)
+    width: int = ranged(16, ge=1)
+    train_images: int | None = ranged(None, ge=1)
+    attribution_batch_size: int = ranged(256, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        _check(self.method in SALIENCY_METHODS, "method",
+               f"unknown '{self.method}'; use one of {list(SALIENCY_METHODS)}")
+        _check(bool(self.fractions) and len(set(self.fractions)) == len(self.fractions), "fractions",
+               f"give one or more distinct shares of pixels kept, got {list(self.fractions)}")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
     :func:`kdinterp.study.check`, which owns the list of models."""
@@ -340,6 +375,7 @@ class Params:
     controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
     saliency: SaliencyParams | None = None  # None: no saliency stage data (e.g. ImageNet without ground truth)
+    diffroar: DiffROARParams = field(default_factory=DiffROARParams)
 
     def __post_init__(self) -> None:
         _check(bool(self.seeds), "seeds", "give at least one seed")

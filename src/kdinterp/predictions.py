@@ -5,7 +5,8 @@ Predictions P1-P7 of ``research/paper.md`` §7 are checked on the paper's three 
 models they need (``profiles/all_students.yaml``): KD from a label-smoothed teacher over several
 temperatures (P8, P9), feature-based KD with and without logit KD (P10), and every distilled
 student against scratch (P11). P12 and P14 are checked when params.yaml has a ``saliency`` section
-(stage ``saliency_*@``; :func:`saliency_predictions`).
+(stage ``saliency_*@``; :func:`saliency_predictions`). P13 (DiffROAR, stage ``diffroar_*@``) is
+checked on every run: :func:`diffroar_predictions`.
 
 Every comparison of two models is a paired difference over seeds (students of one seed share
 initialisation and data order), judged by its 95% t-interval (:mod:`kdinterp.statistics`):
@@ -25,7 +26,7 @@ from kdinterp.results import (PAPER_DETECTORS, PAPER_ENTROPY, PAPER_TOP1_PERCENT
 from kdinterp.statistics import Comparison
 
 __all__ = ["MEASURES", "P12_METHOD", "Measure", "Part", "Prediction", "compare", "count_verdicts",
-           "evaluate_predictions", "extended_predictions", "five_band_measure", "object_mass_measure",
+           "diffroar_predictions", "evaluate_predictions", "extended_predictions", "five_band_measure", "object_mass_measure",
            "saliency_predictions"]
 
 
@@ -58,6 +59,7 @@ MEASURES: dict[str, Measure] = {
     "scene": _detectors_in("scene"),
     "entropy": Measure("within-class entropy (a)", "nats", ".4f", lambda m: m.within_class_entropy),
     "nontarget_entropy": Measure("within-class entropy (b)", "nats", ".4f", lambda m: m.nontarget_entropy),
+    "diffroar": Measure("DiffROAR", "pp", ".2f", lambda m: math.nan if m.diffroar is None else 100 * m.diffroar),
 }
 
 
@@ -312,3 +314,16 @@ def saliency_predictions(params: Params, run: RunResults) -> list[Prediction]:
                    "qualitative (figure)", "[FIGS]", (compare(run, k, s, activation, +1),
                                                       compare(run, k, ls, activation, +1))),
     ]
+
+
+def diffroar_predictions(params: Params, run: RunResults) -> list[Prediction]:
+    """Check P13 of ``research/paper.md`` §7: DiffROAR(f_KD) > DiffROAR(f_scratch) (Shah et al. 2021).
+
+    DiffROAR of a model = acc(top-k) - acc(bottom-k) of an evaluator retrained on the pixels its
+    ``diffroar.method`` attributions rank highest / lowest (:mod:`kdinterp.diffroar`), averaged over
+    ``diffroar.fractions``, in percentage points; a paired difference over seeds.
+    """
+    s, k = run.roles["scratch"], run.roles["kd"]
+    grid = ", ".join(f"{f:g}" for f in params.diffroar.fractions)
+    return [Prediction("P13", f"DiffROAR(f_KD) > DiffROAR(f_scratch) ({params.diffroar.method}, k = {grid})",
+                       "direction only, no numbers", "[BLOG]", (compare(run, k, s, MEASURES["diffroar"], +1),))]

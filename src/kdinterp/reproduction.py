@@ -16,8 +16,8 @@ from scipy import stats
 
 from kdinterp import statistics
 from kdinterp.params import DistilledParams, Params
-from kdinterp.predictions import (Prediction, count_verdicts, evaluate_predictions, extended_predictions,
-                                  saliency_predictions)
+from kdinterp.predictions import (Prediction, count_verdicts, diffroar_predictions, evaluate_predictions,
+                                  extended_predictions, saliency_predictions)
 from kdinterp.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NOTATION, PAPER_NUM_UNITS,
                               PER_CATEGORY_FILE, ROLE_LABELS, STUDENT_ROLES, ModelResult, RunResults)
 from kdinterp.robustness import controls_section, markdown_table, probe_section, sensitivity_section
@@ -302,7 +302,8 @@ def reproduction_markdown(params: Params, run: RunResults) -> str:
     Returns:
         Markdown text ending with a newline.
     """
-    predictions = evaluate_predictions(run) + extended_predictions(params, run) + saliency_predictions(params, run)
+    predictions = (evaluate_predictions(run) + extended_predictions(params, run) + saliency_predictions(params, run)
+                   + diffroar_predictions(params, run))
     sections = [_header_section(params, run), _per_model_section(run), _per_seed_section(run),
                 _predictions_section(predictions, run), controls_section(run), sensitivity_section(run),
                 probe_section(run), _environment_section(run), _caveats_section(params, run)]

@@ -102,6 +102,8 @@ class ModelResult:
             (:mod:`kdinterp.five_band`); empty without a ``saliency`` section.
         object_mass: map -> mean share of its mass inside the object (``loss_gradient``,
             ``activation``, each method; None where every map was zero); empty without ``saliency``.
+        diffroar: mean DiffROAR over ``diffroar.fractions``, a fraction (stage ``diffroar_*@``;
+            :mod:`kdinterp.diffroar`); None for models without a diffroar stage.
     """
 
     key: str
@@ -125,6 +127,7 @@ class ModelResult:
     sensitivity: dict[tuple[str, float, float], tuple[int, float]]
     five_band: dict[str, dict[str, float]] = field(default_factory=dict)
     object_mass: dict[str, float | None] = field(default_factory=dict)
+    diffroar: float | None = None
 
     @property
     def label(self) -> str:
@@ -344,6 +347,7 @@ def _model_result(params: Params, layout: study.Layout, model: study.Model,
         probe_bootstrap=dict(_get(summary, "probe_bootstrap", summary_path, dissect)),
         sensitivity=_sensitivity(layout.dissection(model, study.Layout.SENSITIVITY), dissect),
         **_saliency(params, layout, model),
+        **_diffroar(params, layout, model),
     )
     return result, summary
 
@@ -360,6 +364,20 @@ def _saliency(params: Params, layout: study.Layout, model: study.Model) -> dict[
     if missing:
         raise FiguresInputError(f"{path}: no five-band scores for {missing} (saliency.methods); rerun `dvc repro -s {stage}`")
     return {"five_band": five_band, "object_mass": dict(_get(summary, "object_mass", path, stage))}
+
+
+def _diffroar(params: Params, layout: study.Layout, model: study.Model) -> dict[str, float]:
+    """``diffroar``: the model's mean DiffROAR over k (stage ``diffroar_*@``); nothing for other groups."""
+    if model.group.section not in study.DIFFROAR_SECTIONS:
+        return {}
+    path, stage = layout.diffroar(model, study.Layout.SUMMARY), model.stage("diffroar")
+    summary = _read(path, stage)
+    _check_seed(summary, path, stage, model)
+    grid = sorted(float(k) for k in _get(summary, "by_k", path, stage))
+    if grid != sorted(params.diffroar.fractions) or summary.get("method") != params.diffroar.method:
+        raise FiguresInputError(f"{path}: k grid {grid} / method {summary.get('method')} differ from params.yaml "
+                                f"diffroar; rerun `dvc repro -s {stage}`")
+    return {"diffroar": float(_get(summary, "diffroar_mean", path, stage))}
 
 
 def load_run(params: Params, layout: study.Layout) -> RunResults:

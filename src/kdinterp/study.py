@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     from kdinterp.distill import Distiller
 
-__all__ = ["FIVE_BAND_COLUMNS", "GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES", "SUMMARY_KEYS",
-           "TALLY_COLUMNS", "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find", "models",
-           "parse_options", "resolve"]
+__all__ = ["DIFFROAR_SECTIONS", "FIVE_BAND_COLUMNS", "GROUPS", "METHODS", "PRETRAINED_DIR", "ROLES", "SENSITIVITY_COLUMNS", "STAGE_MODULES",
+           "SUMMARY_KEYS", "TALLY_COLUMNS", "UNITS_COLUMNS", "Group", "Layout", "Method", "Model", "check", "find",
+           "models", "parse_options", "resolve"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
@@ -315,6 +315,10 @@ def parse_options(method: str, options: Any, where: str = "options") -> Any:
 
 # --------------------------------------------------------------------------- the output layout
 
+#: The sections whose models get a ``diffroar_<kind>@<key>`` stage: the students of every seed (the
+#: teacher and the untrained controls are not assessed; P13 compares KD with scratch).
+DIFFROAR_SECTIONS: tuple[str, ...] = ("students", "distilled", "self_distilled")
+
 #: ``tally.csv``: one row per (unit, concept) with a non-zero intersection.
 TALLY_COLUMNS: tuple[str, ...] = (
     "unit", "concept", "concept_id", "category", "intersection", "unit_area", "concept_area", "iou")
@@ -347,7 +351,8 @@ class Layout:
     ``checkpoints/<key>/``, ``training/<key>.csv``, ``metrics/<key>.json``,
     ``predictions/<key>.npz``, ``dissection/<key>/{thresholds.npy, tally.csv, units.csv,
     top_images.npz, summary.json, sensitivity.csv}``, ``saliency/<key>/{five_band.csv, summary.json,
-    maps.npz}``. Study-wide: ``metrics/similarity.json``,
+    maps.npz}``, ``diffroar/<key>/summary.json`` (the models of :data:`DIFFROAR_SECTIONS`).
+    Study-wide: ``metrics/similarity.json``,
     ``validation/data.json``, ``validation/dissection.json``.
     """
 
@@ -365,6 +370,9 @@ class Layout:
     MAPS = "maps.npz"
     #: Every file the saliency stage writes (``SUMMARY`` is its summary.json too).
     SALIENCY_FILES = (FIVE_BAND, SUMMARY, MAPS)
+
+    #: Every file the diffroar stage writes.
+    DIFFROAR_FILES = (SUMMARY,)
 
     def model_file(self, model: Model) -> Path:
         """The trained weights (safetensors with an architecture header)."""
@@ -396,6 +404,11 @@ class Layout:
         directory = self.root / "saliency" / model.key
         return directory if file is None else directory / file
 
+    def diffroar(self, model: Model, file: str | None = None) -> Path:
+        """The model's DiffROAR directory, or one of its files (``Layout.SUMMARY``: per-k accuracies, DiffROAR)."""
+        directory = self.root / "diffroar" / model.key
+        return directory if file is None else directory / file
+
     @property
     def similarity(self) -> Path:
         """Class-similarity measures of every model (``dvc metrics``)."""
@@ -420,6 +433,7 @@ STAGE_MODULES: dict[str, str] = {
     "evaluate": "kdinterp.stages.evaluation",
     "dissect": "kdinterp.stages.dissection",
     "saliency": "kdinterp.stages.saliency",
+    "diffroar": "kdinterp.stages.diffroar",
     "validate": "kdinterp.validate",
     "similarity": "kdinterp.stages.similarity",
     "figures": "kdinterp.figures",
