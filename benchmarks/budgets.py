@@ -58,11 +58,11 @@ def timed_stages(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[fl
 
 
 def family(stage: str) -> str:
-    """``train`` / ``evaluate`` / ``dissect`` / the stage's own name."""
+    """``train`` / ``evaluate`` / ``dissect`` / ``saliency`` / ``diffroar`` / the stage's own name."""
     base = stage.split("@")[0]
     if base.startswith(("train_", "distill_", "self_distill_", "init_")):  # study.GROUPS' train stages
         return "train"
-    return base.split("_")[0] if base.startswith(("evaluate_", "dissect_")) else base
+    return base.split("_")[0] if base.startswith(("evaluate_", "dissect_", "saliency_", "diffroar_")) else base
 
 
 def main() -> None:
