@@ -147,9 +147,8 @@ def diffroar(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
     from kdinterp.stages.diffroar import diffroar_model
     from kdinterp.study import Layout
 
-    with _errors():
-        p, model = _model(params, name, seed)
-        diffroar_model(p, model, Layout(outputs))
+    p, model = _model(params, name, seed)
+    diffroar_model(p, model, Layout(outputs))
 
 
 @app.command()
