@@ -96,7 +96,7 @@ class Prediction:
     """One testable prediction of ``research/paper.md`` §7, checked on this run.
 
     Attributes:
-        pid: ``P1`` ... ``P11``; the parts of P6 are ``P6a`` ... ``P6c``, of P8 ``P8a``, ``P8b``.
+        pid: ``P1`` ... ``P14``; the parts of P6 are ``P6a`` ... ``P6c``, of P8 ``P8a``, ``P8b``, of P14 ``P14a``, ``P14b``.
         claim: the prediction, in the paper's notation.
         paper: the paper's values (targets, not ours).
         evidence: the source tag of research/paper.md (``[FIG1]`` ...).

@@ -302,8 +302,9 @@ def reproduction_markdown(params: Params, run: RunResults) -> str:
     Returns:
         Markdown text ending with a newline.
     """
-    predictions = (evaluate_predictions(run) + extended_predictions(params, run) + saliency_predictions(params, run)
-                   + diffroar_predictions(params, run))
+    predictions = sorted(evaluate_predictions(run) + extended_predictions(params, run)
+                         + saliency_predictions(params, run) + diffroar_predictions(params, run),
+                         key=lambda p: int(p.pid[1:].split("-")[0].rstrip("abc")))  # P1 ... P14, stable within one
     sections = [_header_section(params, run), _per_model_section(run), _per_seed_section(run),
                 _predictions_section(predictions, run), controls_section(run), sensitivity_section(run),
                 probe_section(run), _environment_section(run), _caveats_section(params, run)]
