@@ -7,14 +7,16 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from kdinterp import study
 from kdinterp.config import ParamsError
-from kdinterp.diffroar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order, spread,
+from kdinterp.diffroar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order,
                                train_evaluator)
 from kdinterp.params import DiffROARParams, load_params
+from kdinterp.subsets import evenly_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,10 +40,12 @@ def test_top_and_bottom_k_keep_exactly_the_highest_and_lowest_pixels() -> None:
     assert int(top.sum()) == int(bottom.sum()) == 5 and torch.equal(top[0], RANKS < 5)
 
 
-def test_spread_takes_every_class_evenly() -> None:
-    assert spread(12, 4).tolist() == [0, 3, 6, 9]
-    assert spread(5, None).tolist() == spread(5, 9).tolist() == [0, 1, 2, 3, 4]
-    assert spread(10, 4).tolist() == [0, 2, 5, 7]
+def test_evenly_spread_takes_every_class_evenly() -> None:
+    assert evenly_spread(12, 4).tolist() == [0, 4, 7, 11]
+    assert evenly_spread(5, None).tolist() == evenly_spread(5, 9).tolist() == [0, 1, 2, 3, 4]
+    assert evenly_spread(10, 4).tolist() == [0, 3, 6, 9]
+    per_class = np.bincount(evenly_spread(1200, 120) // 50)  # the default val set: 24 classes x 50, sorted
+    assert per_class.tolist() == [5] * 24
 
 
 def test_ties_are_broken_by_row_major_index() -> None:

@@ -14,6 +14,7 @@ keeps its traceback; ``kdinterp --debug COMMAND`` shows the traceback of user er
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,22 +90,20 @@ def _params(path: Path):
     return params
 
 
-def _model(path: Path, name: str, seed: int | None):
-    """(params, the study's model ``name`` at ``seed``)."""
-    from kdinterp.study import find
+def _run_model(stage: Callable[..., object], path: Path, name: str, seed: int | None, outputs: Path) -> None:
+    """Run a per-model stage function, ``stage(params, model, layout)``, on the study's model ``name`` at ``seed``."""
+    from kdinterp.study import Layout, find
 
     params = _params(path)
-    return params, find(params, name, seed)
+    stage(params, find(params, name, seed), Layout(outputs))
 
 
 @app.command()
 def train(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Train model NAME at SEED: a teacher, a student, or a (self-)distilled student (stages train_*@, distill_*@)."""
     from kdinterp.stages.training import train as run
-    from kdinterp.study import Layout
 
-    p, model = _model(params, name, seed)
-    run(p, model, Layout(outputs))
+    _run_model(run, params, name, seed, outputs)
 
 
 @app.command()
@@ -112,10 +111,8 @@ def evaluate(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
              params: Params = Path("params.yaml")) -> None:
     """Evaluate model NAME at SEED on the validation split (stage evaluate_*@)."""
     from kdinterp.stages.evaluation import evaluate_model
-    from kdinterp.study import Layout
 
-    p, model = _model(params, name, seed)
-    evaluate_model(p, model, Layout(outputs))
+    _run_model(evaluate_model, params, name, seed, outputs)
 
 
 @app.command()
@@ -123,10 +120,8 @@ def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
             params: Params = Path("params.yaml")) -> None:
     """Network Dissection of model NAME at SEED on the probe set (stage dissect_*@)."""
     from kdinterp.stages.dissection import dissect_model
-    from kdinterp.study import Layout
 
-    p, model = _model(params, name, seed)
-    dissect_model(p, model, Layout(outputs))
+    _run_model(dissect_model, params, name, seed, outputs)
 
 
 @app.command()
@@ -134,10 +129,8 @@ def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
              params: Params = Path("params.yaml")) -> None:
     """Saliency maps of model NAME at SEED on the val images: five-band scores, object mass shares (stage saliency_*@)."""
     from kdinterp.stages.saliency import saliency_model
-    from kdinterp.study import Layout
 
-    p, model = _model(params, name, seed)
-    saliency_model(p, model, Layout(outputs))
+    _run_model(saliency_model, params, name, seed, outputs)
 
 
 @app.command()
@@ -145,10 +138,8 @@ def diffroar(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
              params: Params = Path("params.yaml")) -> None:
     """DiffROAR of model NAME at SEED: an evaluator retrained on its top-k vs bottom-k pixels (stage diffroar_*@)."""
     from kdinterp.stages.diffroar import diffroar_model
-    from kdinterp.study import Layout
 
-    p, model = _model(params, name, seed)
-    diffroar_model(p, model, Layout(outputs))
+    _run_model(diffroar_model, params, name, seed, outputs)
 
 
 @app.command()

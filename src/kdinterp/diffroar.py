@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Evaluator", "EvaluatorSettings", "accuracy", "apply_keep", "channel_mean", "diffroar", "keep_masks",
-           "pixel_order", "spread", "train_evaluator"]
+           "pixel_order", "train_evaluator"]
 
 
 def _check_maps(attributions: torch.Tensor) -> None:
@@ -126,16 +126,6 @@ def apply_keep(images: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | fl
             raise ValueError(f"fill has {fill.shape[0]} channels, images have {images.shape[1]}")
         fill = fill[None, :, None, None]
     return torch.where(keep[:, None], images, fill)
-
-
-def spread(n: int, limit: int | None) -> torch.Tensor:
-    """Indices of ``m = min(n, limit)`` of ``n`` items, evenly spread: ``floor(i * n / m)`` for ``i < m``.
-
-    Returns:
-        int64 ``(m,)``, increasing; ``arange(n)`` when ``limit`` is None or ``>= n``.
-    """
-    m = n if limit is None else min(n, limit)
-    return torch.arange(m, dtype=torch.int64) * n // m
 
 
 def channel_mean(images: torch.Tensor) -> torch.Tensor:

@@ -23,21 +23,20 @@ from matplotlib.figure import Figure
 
 from kdinterp import saliency, study
 from kdinterp.params import Params
-from kdinterp.results import ROLE_LABELS, FiguresInputError, require_input
+from kdinterp.results import ROLE_LABELS, STUDENT_ROLES, FiguresInputError, require_input
 
 __all__ = ["ACTIVATION_GRID_FILE", "ACTIVATION_ROLES", "GRADIENT_GRID_FILE", "GRADIENT_ROLES", "draw_grids", "plot_grid"]
 
 ACTIVATION_GRID_FILE = "fig_activation_grid.png"
 GRADIENT_GRID_FILE = "fig_loss_gradient_grid.png"
 #: The student rows of each grid, as in the paper's figures.
-ACTIVATION_ROLES: tuple[str, ...] = ("scratch", "kd", "ls")
+ACTIVATION_ROLES: tuple[str, ...] = STUDENT_ROLES
 GRADIENT_ROLES: tuple[str, ...] = ("scratch", "kd")
 
 
 def _model(params: Params, role: str) -> study.Model:
-    """The model of ``role`` at the first seed (a teacher at its own)."""
-    name = params.paper_models[role]
-    return next(m for m in study.models(params) if m.name == name and (not m.group.per_seed or m.seed == params.seeds[0]))
+    """The student of ``role`` (of :data:`~kdinterp.results.STUDENT_ROLES`) at the first seed."""
+    return study.find(params, params.paper_models[role], params.seeds[0])
 
 
 def _load(params: Params, layout: study.Layout, roles: tuple[str, ...], key: str) -> tuple[np.ndarray, list]:

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from kdinterp.diffroar import EvaluatorSettings, channel_mean, diffroar, spread
+from kdinterp.diffroar import EvaluatorSettings, channel_mean, diffroar
 from kdinterp.io import write_json
 from kdinterp.memory_data import InMemoryImages, to_normalized
 from kdinterp.params import Params
@@ -15,6 +15,7 @@ from kdinterp.runtime import configure_torch
 from kdinterp.saliency import attribute
 from kdinterp.stages.common import load_trained, resolve_device
 from kdinterp.study import Layout, Model
+from kdinterp.subsets import evenly_spread
 
 __all__ = ["diffroar_model", "model_attributions"]
 
@@ -42,7 +43,7 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
     """Stage ``diffroar_*@<key>``: DiffROAR(k) of ``model``'s attributions for each k of ``diffroar.fractions``.
 
     The model's attributions (``diffroar.method``, for the true class; teacher-free) are computed in
-    memory on the validation images and ``diffroar.train_images`` training images (:func:`kdinterp.diffroar.spread`;
+    memory on the validation images and ``diffroar.train_images`` training images (:func:`kdinterp.subsets.evenly_spread`;
     ``data.train_dir``/``val_dir`` decoded by
     :class:`~kdinterp.memory_data.InMemoryImages` with ``train=False``: no augmentation, ``S x S``,
     normalised with ``data.mean``/``std``). The masked pixels are set to the per-channel mean of
@@ -69,7 +70,7 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
     sets = []
     for root, limit in ((data.train_dir, spec.train_images), (data.val_dir, None)):
         folder = InMemoryImages(root, data, train=False)
-        keep = spread(len(folder), limit)
+        keep = torch.from_numpy(evenly_spread(len(folder), limit))
         images = to_normalized(folder.images[keep].to(device), data.mean, data.std)
         targets = folder.targets[keep].to(device)
         sets.append((images, targets, model_attributions(net, images, targets, spec.method,

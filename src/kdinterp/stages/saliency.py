@@ -24,15 +24,9 @@ from kdinterp.progress import log
 from kdinterp.runtime import configure_torch
 from kdinterp.stages.common import load_trained, resolve_device
 from kdinterp.study import FIVE_BAND_COLUMNS, Layout, Model
+from kdinterp.subsets import evenly_spread
 
-__all__ = ["saliency_model", "select_images"]
-
-
-def select_images(count: int, wanted: int | None) -> np.ndarray:
-    """Indices of ``wanted`` of ``count`` images spread evenly over the sorted file list (all when None): int64 ``(n,)``."""
-    if wanted is None or wanted >= count:
-        return np.arange(count, dtype=np.int64)
-    return np.unique(np.linspace(0, count - 1, wanted).round().astype(np.int64))
+__all__ = ["saliency_model"]
 
 
 def _load(data: DataParams, spec: SaliencyParams) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
@@ -46,7 +40,7 @@ def _load(data: DataParams, spec: SaliencyParams) -> tuple[np.ndarray, torch.Ten
     """
     folder = image_folder(data.val_dir, transform=None)
     root, truth_root = Path(data.val_dir), Path(spec.ground_truth_dir)
-    chosen = select_images(len(folder), spec.num_images)
+    chosen = evenly_spread(len(folder), spec.num_images)
     images, targets, objects, parts = [], [], [], []
     for i in chosen:
         path, target = folder.samples[i]
@@ -136,7 +130,7 @@ def saliency_model(params: Params, model: Model, layout: Layout) -> dict:
                "num_images": len(images), "thresholds": list(spec.thresholds),
                "five_band": {r["method"]: {k: r[k] for k in five_band.METRICS} for r in table.to_dict("records")},
                "object_mass": mass | {r["method"]: _none_if_nan(r["object_mass"]) for r in table.to_dict("records")}}
-    grid = select_images(len(images), spec.grid_images)
+    grid = evenly_spread(len(images), spec.grid_images)
     with atomic_path(layout.saliency(model, Layout.FIVE_BAND)) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(layout.saliency(model, Layout.MAPS)) as tmp, open(tmp, "wb") as f:
