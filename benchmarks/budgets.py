@@ -86,7 +86,7 @@ def main() -> None:
     if not args.skip_test:
         rows.append(("make test", run("make test", ["make", "test"], clone, env)[0]))
     startup = run("stage start-up", [str(clone / ".venv" / "bin" / "python"), "-c",
-                                     "import kdinterp.stages.training, kdinterp.stages.dissection"], clone, env)[0]
+                                     "import kdinterp.stages.training, kdinterp.measures.dissection"], clone, env)[0]
     print(f"{'step':48s} {'seconds':>8s}")
     for step, seconds in rows:
         print(f"{step:48s} {seconds:8.1f}")

@@ -10,7 +10,7 @@ Usage (from the repository root; each run is a fresh subprocess, a few seconds e
 For every (model, threads, setting) a subprocess is started with the setting's environment
 variables (oneDNN, MKL and ATen read theirs once, when torch loads them, so they cannot be changed
 in-process), builds the teacher (ResNet-34, width 32) or the student (ResNet-18, width 16) exactly
-as the pipeline does (``params.yaml`` through :func:`kdinterp.params.load_params`, else the same
+as the pipeline does (``params.yaml`` through :func:`kdinterp.core.params.load_params`, else the same
 ``ModelParams`` literally), seeds it with ``torch.manual_seed(0)`` and runs ``--steps`` SGD steps
 (lr 0.05, momentum 0.9, weight decay 5e-4, cross-entropy, batch 64 of 32x32 images: real training
 images from ``data/concept_world/train`` when present, else a fixed random tensor). It prints the
@@ -55,7 +55,7 @@ SETTINGS: dict[str, dict[str, str]] = {
     "no_mkldnn_aten_avx2": {"KDINTERP_BENCH_NO_MKLDNN": "1", "ATEN_CPU_CAPABILITY": "avx2"},
     "no_mkldnn_all_avx2": {"KDINTERP_BENCH_NO_MKLDNN": "1", "ONEDNN_MAX_CPU_ISA": "AVX2",
                            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
-    # what kdinterp.runtime pins (pin_environment + configure_torch), and that plus the ISA pins of a portable run
+    # what kdinterp.core.runtime pins (pin_environment + configure_torch), and that plus the ISA pins of a portable run
     "mkl_cbwr_auto": {"MKL_CBWR": "AUTO"},
     "runtime": {"MKL_CBWR": "AUTO", "MKL_DYNAMIC": "FALSE", "KDINTERP_BENCH_CONFIGURE": "1"},
     "runtime_portable": {"MKL_CBWR": "COMPATIBLE", "MKL_DYNAMIC": "FALSE", "KDINTERP_BENCH_CONFIGURE": "1",
@@ -68,7 +68,7 @@ ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "MKL_CBW
 # ---------------------------------------------------------------- worker (one setting, one process)
 
 def _spec(model: str):
-    from kdinterp.params import ModelParams, load_params
+    from kdinterp.core.params import ModelParams, load_params
 
     try:
         params = load_params("params.yaml")
@@ -109,11 +109,11 @@ def worker(model_name: str, steps: int, threads: int, kernels: bool, dump: str |
     import torch
     import torch.nn.functional as F
 
-    from kdinterp.models import build_model
+    from kdinterp.training.models import build_model
 
     torch.set_num_threads(threads)
     if os.environ.get("KDINTERP_BENCH_CONFIGURE") == "1":  # deterministic algorithms etc., as the CLI does
-        from kdinterp.runtime import configure_torch
+        from kdinterp.core.runtime import configure_torch
 
         configure_torch(threads)
     if os.environ.get("KDINTERP_BENCH_NO_MKLDNN") == "1":

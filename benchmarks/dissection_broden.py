@@ -173,13 +173,13 @@ def measure(kind: str, args: argparse.Namespace) -> dict:
     from torchvision.transforms import v2
 
     import kdinterp.dissection as engine
-    from kdinterp.broden import BrodenDataset, load_broden
-    from kdinterp.hooks import retain_layer
-    from kdinterp.memory_data import to_normalized
-    from kdinterp.models import build_model
-    from kdinterp.params import ModelParams, load_params
-    from kdinterp.runtime import configure_torch
-    from kdinterp.stages.dissection import _variants
+    from kdinterp.dissection.broden import BrodenDataset, load_broden
+    from kdinterp.training.hooks import retain_layer
+    from kdinterp.training.memory_data import to_normalized
+    from kdinterp.training.models import build_model
+    from kdinterp.core.params import ModelParams, load_params
+    from kdinterp.core.runtime import configure_torch
+    from kdinterp.measures.dissection import _variants
 
     configure_torch(args.threads)  # as the stage (threads, deterministic algorithms)
     if kind == "baseline":

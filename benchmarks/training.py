@@ -9,7 +9,7 @@ directory if it is missing) and the architectures of ``params.yaml`` (first teac
 recipe), randomly initialised: only time is measured. Each method trains its student for
 ``--warmup`` + ``--batches`` batches of the recipe's batch size on batches prepared beforehand
 (so the table compares compute); the per-batch cost of loading and augmenting is timed alongside
-(in memory, as training reads the data: :class:`~kdinterp.memory_data.TrainBatches`; and from the
+(in memory, as training reads the data: :class:`~kdinterp.training.memory_data.TrainBatches`; and from the
 PNG files through the DataLoader, as before) and added for the per-epoch ratio (wall time). The
 methods and the loaders take turns, ``--chunk``
 batches at a time, and the median wall and CPU time per batch are reported; the per-step ratios
@@ -43,12 +43,12 @@ from pathlib import Path
 
 import torch
 
-from kdinterp.data import WithIndex, build_transform, image_folder, make_loader
-from kdinterp.memory_data import InMemoryImages, TrainBatches
-from kdinterp.distill import Distiller, LogitKD, Vanilla
-from kdinterp.feature_kd import build_feature_distiller, feature_methods
-from kdinterp.models import build_model
-from kdinterp.params import Params, load_params
+from kdinterp.training.data import WithIndex, build_transform, image_folder, make_loader
+from kdinterp.training.memory_data import InMemoryImages, TrainBatches
+from kdinterp.training.distill import Distiller, LogitKD, Vanilla
+from kdinterp.training.feature_kd import build_feature_distiller, feature_methods
+from kdinterp.training.models import build_model
+from kdinterp.core.params import Params, load_params
 from kdinterp.world import generate_world
 
 TARGET = 1.3
@@ -69,7 +69,7 @@ def _world(params: Params, tmp: Path) -> Path:
 
 
 def _memory_epoch(train_set: InMemoryImages, batch_size: int, seed: int) -> TrainBatches:
-    """One epoch of in-memory batches on the CPU, as :func:`kdinterp.train.fit` reads them in one process."""
+    """One epoch of in-memory batches on the CPU, as :func:`kdinterp.training.train.fit` reads them in one process."""
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
     return TrainBatches(train_set, order, batch_size, drop_last=True, seed=seed, device=torch.device("cpu"))
 

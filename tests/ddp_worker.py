@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py, once in a single process and once under torchrun.
 
 Trains a tiny CNN (no batch-dependent layers, so the comparison is exact up to float rounding)
-with :func:`kdinterp.train.fit` on an ImageFolder tree and writes the final weights (rank 0).
+with :func:`kdinterp.training.train.fit` on an ImageFolder tree and writes the final weights (rank 0).
 Usage: python tests/ddp_worker.py DATA_DIR CHECKPOINT_DIR OUT_FILE
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdinterp import distributed
-from kdinterp.data import image_folder, normalize
-from kdinterp.distill import Vanilla
-from kdinterp.params import DataParams, OptimParams
-from kdinterp.train import fit
+from kdinterp.training import distributed
+from kdinterp.training.data import image_folder, normalize
+from kdinterp.training.distill import Vanilla
+from kdinterp.core.params import DataParams, OptimParams
+from kdinterp.training.train import fit
 
 
 def main(data_dir: str, checkpoints: str, out: str) -> None:

@@ -1,7 +1,7 @@
 """Reference oracle: a plain, slow, per-image, per-unit numpy port of NetDissect-Lite's tally loop.
 
 Written from ``research/dissection.md`` §1.3 (``FeatureOperator.tally_job`` and the loader's
-``resolve_segmentation``), not from the engine, so the engine (:mod:`kdinterp.dissection`) can be
+``resolve_segmentation``), not from the engine, so the engine (:mod:`kdinterp.dissection.engine`) can be
 checked against it: fed the same raw activations and the same thresholds, both must give identical
 counts. It reads the Broden files itself, the way Lite does (an integer in a list of PNGs fills a
 whole plane; a field of integers only is a list of image-level labels).

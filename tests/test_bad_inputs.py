@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from kdinterp.broden import BrodenDataset, load_broden
+from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.cli import app
 from tests.conftest import write_broden
 
@@ -62,10 +62,10 @@ def valid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid tiny probe set, params.yaml (broden_dir relative) and a width-4 teacher's weights."""
     import torch
 
-    from kdinterp import study
-    from kdinterp.config import from_mapping
-    from kdinterp.models import build_model, save_model
-    from kdinterp.params import ModelParams, load_params
+    from kdinterp.core import study
+    from kdinterp.core.config import from_mapping
+    from kdinterp.training.models import build_model, save_model
+    from kdinterp.core.params import ModelParams, load_params
 
     root = tmp_path_factory.mktemp("valid")
     _write_valid(root)
@@ -193,10 +193,10 @@ def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> Non
     """Finite weights whose layer4 output is NaN (a negative BN running variance): one line, nothing left."""
     import torch
 
-    from kdinterp import study
-    from kdinterp.config import from_mapping
-    from kdinterp.models import build_model, save_model
-    from kdinterp.params import ModelParams, load_params
+    from kdinterp.core import study
+    from kdinterp.core.config import from_mapping
+    from kdinterp.training.models import build_model, save_model
+    from kdinterp.core.params import ModelParams, load_params
 
     case = Path(shutil.copytree(valid, tmp_path / "case"))
     params, outputs = case / "params.yaml", case / "outputs"

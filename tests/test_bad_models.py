@@ -1,6 +1,6 @@
 """Broken model files through the CLI (issue 16): one line naming the file, exit 1, nothing written.
 
-Model files are untrusted: a header that is not what :func:`kdinterp.models.save_model` writes, weights
+Model files are untrusted: a header that is not what :func:`kdinterp.training.models.save_model` writes, weights
 that cannot be read, NaN or infinite weights, and finite weights whose logits are not finite.
 """
 
@@ -16,11 +16,11 @@ import yaml
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from kdinterp import study
+from kdinterp.core import study
 from kdinterp.cli import app
-from kdinterp.errors import NonFiniteError
-from kdinterp.models import CheckpointError, build_model, load_model, save_model
-from kdinterp.params import ModelParams
+from kdinterp.core.errors import NonFiniteError
+from kdinterp.training.models import CheckpointError, build_model, load_model, save_model
+from kdinterp.core.params import ModelParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ModelParams("resnet10", width=4, small_input=True)
@@ -43,7 +43,7 @@ def project(tiny_folders: dict[str, Path], tmp_path: Path) -> tuple[Path, Path, 
 
 
 def _load(path: Path):
-    from kdinterp.params import load_params
+    from kdinterp.core.params import load_params
 
     return load_params(path)
 
@@ -115,7 +115,7 @@ def test_headers_kdinterp_does_not_write_are_refused(project, case: str) -> None
     model_file.parent.mkdir(parents=True)
     state = {k: v.contiguous() for k, v in _model().state_dict().items()}
     save_file(state, str(model_file), metadata={"kdinterp": BAD_HEADERS[case]})
-    with pytest.raises(CheckpointError, match="not written by kdinterp.models.save_model"):
+    with pytest.raises(CheckpointError, match="not written by kdinterp.training.models.save_model"):
         load_model(model_file)
     _evaluate_refused(project, "header")
 

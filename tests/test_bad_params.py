@@ -4,7 +4,7 @@ Every generated file is given to the real ``kdinterp`` CLI (in-process, Typer's 
 ``kdinterp evaluate teacher --params FILE``, and the CLI's rule must hold: exit status 1, exactly one
 line ``error: ...`` naming the file and (except for broken YAML) the dotted key, no traceback, and
 nothing written. The classes of bad input (one test each, a fixed number of derandomised examples):
-wrong types, out-of-range numbers (read from the schema's :func:`kdinterp.config.ranged` fields,
+wrong types, out-of-range numbers (read from the schema's :func:`kdinterp.core.config.ranged` fields,
 the one owner of the ranges), non-finite numbers, missing required keys, unknown keys, truncated YAML.
 """
 
@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kdinterp.cli import app
-from kdinterp.config import Range, from_mapping
-from kdinterp.params import Params
+from kdinterp.core.config import Range, from_mapping
+from kdinterp.core.params import Params
 from tests.tiny_study import tiny_params
 
 VALID = json.loads(json.dumps(tiny_params()))  # no shared sub-mappings (YAML aliases): a mutation changes one key
@@ -148,7 +148,7 @@ def _with(path: tuple, value: Any) -> dict:
 
 
 def test_the_valid_file_is_valid() -> None:
-    from kdinterp.study import check
+    from kdinterp.core.study import check
 
     check(from_mapping(Params, VALID, ""))
 

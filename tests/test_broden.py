@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kdinterp.broden import BrodenDataset, BrodenError, collate_broden, load_broden
-from kdinterp.dissection import dissect
+from kdinterp.dissection.broden import BrodenDataset, BrodenError, collate_broden, load_broden
+from kdinterp.dissection.engine import dissect
 from tests.conftest import write_broden
 
 LABELS = {1: ("red-c", "color"), 2: ("car", "object"), 3: ("wheel", "part"), 4: ("beach-s", "scene")}

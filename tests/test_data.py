@@ -12,12 +12,12 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from kdinterp import data as data_module
-from kdinterp import distributed
-from kdinterp.data import DataError, build_transform, eval_loader, image_folder, load_dataset, make_loader, normalize
-from kdinterp.memory_data import EvalBatches, InMemoryImages, crop_flip, draw_crop_flip, to_normalized
-from kdinterp.params import DataParams
-from kdinterp.train import _epoch_batches, _epoch_loader
+from kdinterp.training import data as data_module
+from kdinterp.training import distributed
+from kdinterp.training.data import DataError, build_transform, eval_loader, image_folder, load_dataset, make_loader, normalize
+from kdinterp.training.memory_data import EvalBatches, InMemoryImages, crop_flip, draw_crop_flip, to_normalized
+from kdinterp.core.params import DataParams
+from kdinterp.training.train import _epoch_batches, _epoch_loader
 
 
 def _data(folders: dict[str, Path], size: int = 16, augment: str = "crop_flip") -> DataParams:

@@ -1,4 +1,4 @@
-"""DiffROAR (kdinterp.diffroar): masking on tiny images, the sign on a task with known signal pixels,
+"""DiffROAR (kdinterp.measures.roar): masking on tiny images, the sign on a task with known signal pixels,
 determinism, and the stage on a tiny trained model."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdinterp import study
-from kdinterp.config import ParamsError
-from kdinterp.diffroar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order,
+from kdinterp.core import study
+from kdinterp.core.config import ParamsError
+from kdinterp.measures.roar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order,
                                train_evaluator)
-from kdinterp.params import DiffROARParams, load_params
-from kdinterp.subsets import evenly_spread
+from kdinterp.core.params import DiffROARParams, load_params
+from kdinterp.core.subsets import evenly_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,11 +113,11 @@ def test_layout_owns_the_output_path() -> None:
     kd = study.find(load_params(ROOT / "params.yaml"), "kd", 1)
     assert str(study.Layout().diffroar(kd, study.Layout.SUMMARY)) == "outputs/diffroar/kd-1/summary.json"
     assert kd.stage("diffroar") == "diffroar_distilled@kd-1"
-    assert study.STAGE_MODULES["diffroar"] == "kdinterp.stages.diffroar"
+    assert study.STAGE_MODULES["diffroar"] == "kdinterp.measures.diffroar"
 
 
 def test_stage_writes_the_summary_deterministically(tiny_folders, tmp_path) -> None:
-    from kdinterp.stages import diffroar as stage
+    from kdinterp.measures import diffroar as stage
     from kdinterp.stages import training
     from tests.test_stages import tiny_params
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from kdinterp.broden import BrodenDataset, load_broden
-from kdinterp.config import from_mapping
-from kdinterp.dissection import (ActivePixels, active_pixels, bilinear_matrix, dissect, summary, tally_table,
+from kdinterp.dissection.broden import BrodenDataset, load_broden
+from kdinterp.core.config import from_mapping
+from kdinterp.dissection.engine import (ActivePixels, active_pixels, bilinear_matrix, dissect, summary, tally_table,
                                  unit_masks, units_table)
 from kdinterp.dissection.tables import DissectionResult
 from kdinterp.dissection.tally import Tally
 from kdinterp.dissection.thresholds import TopQuantile, quantile_level
 from kdinterp.dissection.topimages import TopImages
-from kdinterp.params import DissectionParams, ParamsError
+from kdinterp.core.params import DissectionParams, ParamsError
 from tests.conftest import write_broden
 from tests.lite_oracle import LiteRow, lite_tally
 

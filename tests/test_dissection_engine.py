@@ -12,12 +12,12 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from kdinterp.broden import BrodenDataset, load_broden
-from kdinterp.dissection import ActivePixels, Variant, active_pixels, dissect
+from kdinterp.dissection.broden import BrodenDataset, load_broden
+from kdinterp.dissection.engine import ActivePixels, Variant, active_pixels, dissect
 from kdinterp.dissection.activations import ActivationStore
 from kdinterp.dissection.tally import Tally
 from kdinterp.dissection.variants import random_rotation
-from kdinterp.memory_data import to_normalized
+from kdinterp.training.memory_data import to_normalized
 from tests.conftest import write_broden
 from tests.dense_tally import DenseTally
 from tests.test_dissection_oracle import CATEGORIES, LABELS, UNITS, _Model, _rows, _to_tensor

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdinterp.broden import BrodenDataset, load_broden
-from kdinterp.dissection import dissect, units_table
+from kdinterp.dissection.broden import BrodenDataset, load_broden
+from kdinterp.dissection.engine import dissect, units_table
 from tests.conftest import write_broden
 from tests.lite_oracle import detectors, iter_rows, lite_tally
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import write_broden
-from kdinterp.broden import BrodenDataset, load_broden
-from kdinterp.dissection import Variant, dissect, units_table
+from kdinterp.dissection.broden import BrodenDataset, load_broden
+from kdinterp.dissection.engine import Variant, dissect, units_table
 from kdinterp.dissection.sensitivity import _iou, best_iou, probe_bootstrap, sensitivity_table
 from kdinterp.dissection.variants import BlockCounts, random_rotation, rotate
-from kdinterp.study import SENSITIVITY_COLUMNS
+from kdinterp.core.study import SENSITIVITY_COLUMNS
 
 UNITS = 6
 

@@ -37,8 +37,8 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
 
 
 def test_batch_size_must_divide_among_processes() -> None:
-    from kdinterp.distributed import Context
-    from kdinterp.train import _epoch_loader
+    from kdinterp.training.distributed import Context
+    from kdinterp.training.train import _epoch_loader
 
     with pytest.raises(ValueError, match="batch_size 9 is not divisible by the 2 processes"):
         _epoch_loader([0] * 20, 9, 0, 0, Context(0, 2, torch.device("cpu")))

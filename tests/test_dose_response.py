@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from kdinterp.config import ParamsError, from_mapping
-from kdinterp.dose_response import FIGURE_FILE, README_FILE, TABLE_FILE, series, write_dose_response
-from kdinterp.params import Params
+from kdinterp.core.config import ParamsError, from_mapping
+from kdinterp.reporting.dose_response import FIGURE_FILE, README_FILE, TABLE_FILE, series, write_dose_response
+from kdinterp.core.params import Params
 from test_figures import MODELS, _raw, _write_outputs
 
 

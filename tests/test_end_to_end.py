@@ -25,8 +25,8 @@ def project(tiny_study: Path) -> Path:
 
 
 def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> None:
-    from kdinterp import study
-    from kdinterp.params import load_params
+    from kdinterp.core import study
+    from kdinterp.core.params import load_params
 
     shown = _dvc(project, "metrics", "show").stdout
     layout = study.Layout(Path("outputs"))

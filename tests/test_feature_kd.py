@@ -13,16 +13,16 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchdistill.losses.mid_level import AuxSSKDLoss, CRDLoss, SSKDLoss
 
-from kdinterp import train
-from kdinterp.config import ParamsError
-from kdinterp.data import build_transform, image_folder
-from kdinterp.feature_kd import (CRD, FT, SSKD, AT, ATOptions, CRDOptions, FTOptions, SSKDOptions,
+from kdinterp.training import train
+from kdinterp.core.config import ParamsError
+from kdinterp.training.data import build_transform, image_folder
+from kdinterp.training.feature_kd import (CRD, FT, SSKD, AT, ATOptions, CRDOptions, FTOptions, SSKDOptions,
                                  build_feature_distiller, feature_methods)
-from kdinterp.feature_kd.sskd import rotation_recognition_loss, rotations
-from kdinterp.hooks import retain_layer
-from kdinterp.losses import kd_terms
-from kdinterp.models import build_model
-from kdinterp.params import DataParams, ModelParams, OptimParams
+from kdinterp.training.feature_kd.sskd import rotation_recognition_loss, rotations
+from kdinterp.training.hooks import retain_layer
+from kdinterp.training.losses import kd_terms
+from kdinterp.training.models import build_model
+from kdinterp.core.params import DataParams, ModelParams, OptimParams
 
 STUDENT = ModelParams("resnet10", width=4, small_input=True)
 TEACHER = ModelParams("resnet10", width=8, small_input=True)  # wider: adapters must bridge 32 vs 64 channels

@@ -1,6 +1,6 @@
-"""Tests for kdinterp.figures, kdinterp.results and kdinterp.reproduction: stage ``figures``.
+"""Tests for kdinterp.reporting.figures, kdinterp.reporting.results and kdinterp.reporting.reproduction: stage ``figures``.
 
-Each test writes a small, consistent ``outputs/`` tree (paths from :class:`kdinterp.study.Layout`)
+Each test writes a small, consistent ``outputs/`` tree (paths from :class:`kdinterp.core.study.Layout`)
 for a teacher (one seed) and three students (scratch, ls, kd) at seeds 0, 1, 2, whose numbers make
 some of the paper's predictions hold, some contradicted and one inconclusive, then checks the
 figures, the tables and verdicts of REPRODUCTION.md, and the errors for missing or stale inputs.
@@ -18,16 +18,16 @@ from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
-from kdinterp import study
-from kdinterp.config import ParamsError, from_mapping
-from kdinterp.figures import make_figures, plot_accuracy_detectors
-from kdinterp.params import Params
-from kdinterp.predictions import evaluate_predictions
-from kdinterp.reproduction import reproduction_markdown
-from kdinterp.statistics import t_interval
-from kdinterp.models import build_model, save_model
-from kdinterp.params import ModelParams
-from kdinterp.results import (FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE, FiguresInputError,
+from kdinterp.core import study
+from kdinterp.core.config import ParamsError, from_mapping
+from kdinterp.reporting.figures import make_figures, plot_accuracy_detectors
+from kdinterp.core.params import Params
+from kdinterp.reporting.predictions import evaluate_predictions
+from kdinterp.reporting.reproduction import reproduction_markdown
+from kdinterp.core.statistics import t_interval
+from kdinterp.training.models import build_model, save_model
+from kdinterp.core.params import ModelParams
+from kdinterp.reporting.results import (FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE, FiguresInputError,
                               load_run)
 
 IOU_THRESHOLD = 0.05

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchdistill.losses.mid_level import KDLoss
 
-from kdinterp.losses import cross_entropy, kd_terms
+from kdinterp.training.losses import cross_entropy, kd_terms
 
 STUDENT = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
 TEACHER = torch.tensor([[1.0, 1.0, -2.0], [3.0, 0.0, 0.0]])

@@ -1,7 +1,7 @@
 """profiles/paper.yaml end to end: `dvc repro` of its stages on tiny ImageNet- and broden1_224-format fixtures.
 
 The project is this checkout's pipeline (tests/tiny_study.py's copy_checkout and init_project) with
-the real profile applied by kdinterp.profiles, and three fixtures in the places the profile names:
+the real profile applied by kdinterp.core.profiles, and three fixtures in the places the profile names:
 a 3-class ImageFolder of 224 px images (data/imagenet/{train,val}), a 10-image Broden directory in
 the broden1_224 layout (data/broden1_224: 224 px JPEGs, 112 px segmentation PNGs, every category),
 and a torchvision resnet34 state_dict with random weights (pretrained/resnet34-b627a593.pth).
@@ -85,7 +85,7 @@ def _write_weights(path: Path, seed: int) -> dict[str, torch.Tensor]:
 
 def make_paper_project(root: Path) -> Path:
     """Write the project into ``root`` (created): checkout, profile + OVERRIDES, fixtures, git and DVC."""
-    from kdinterp.profiles import apply_profile
+    from kdinterp.core.profiles import apply_profile
     from tests.tiny_study import copy_checkout, init_project
 
     copy_checkout(root)
@@ -113,9 +113,9 @@ def paper_project(tmp_path_factory) -> Path:
 
 
 def test_paper_profile_runs_end_to_end_on_format_fixtures(paper_project: Path) -> None:
-    from kdinterp import study
-    from kdinterp.models import read_header
-    from kdinterp.params import load_params
+    from kdinterp.core import study
+    from kdinterp.training.models import read_header
+    from kdinterp.core.params import load_params
 
     root = paper_project
     params = load_params(root / "params.yaml")
@@ -171,9 +171,9 @@ def test_the_weights_file_is_a_dvc_dependency_of_the_teacher(paper_project: Path
 
 def test_bad_weights_files_get_one_line_naming_the_param(paper_project: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from kdinterp import study
-    from kdinterp.models import CheckpointError
-    from kdinterp.params import load_params
+    from kdinterp.core import study
+    from kdinterp.training.models import CheckpointError
+    from kdinterp.core.params import load_params
     from kdinterp.stages.training import train
 
     monkeypatch.chdir(paper_project)

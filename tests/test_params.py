@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdinterp import study
-from kdinterp.params import ParamsError, load_params
-from kdinterp.profiles import apply_profile
+from kdinterp.core import study
+from kdinterp.core.params import ParamsError, load_params
+from kdinterp.core.profiles import apply_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdinterp.remote import PLACEHOLDER, RemoteError, check, url_is_set
+from kdinterp.core.remote import PLACEHOLDER, RemoteError, check, url_is_set
 from tests.conftest import BIN, git, run_dvc, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,9 +107,9 @@ def test_publish_then_pull_into_a_fresh_clone_reruns_no_stage(published: Path, s
     assert "Data and pipelines are up to date." in _dvc(fresh, "status").stdout
     assert not (fresh / "outputs" / "checkpoints").exists()  # resume state is not needed to be up to date
 
-    from kdinterp import study
-    from kdinterp.models import load_model
-    from kdinterp.params import load_params
+    from kdinterp.core import study
+    from kdinterp.training.models import load_model
+    from kdinterp.core.params import load_params
 
     shown = _dvc(fresh, "metrics", "show").stdout
     layout = study.Layout()

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from kdinterp import study
+from kdinterp.core import study
 from kdinterp.cli import app
-from kdinterp.io import write_json
-from kdinterp.params import Params, load_params
-from kdinterp.report import DIM, GAP, ReportInputError, write_report
+from kdinterp.core.io import write_json
+from kdinterp.core.params import Params, load_params
+from kdinterp.reporting.report import DIM, GAP, ReportInputError, write_report
 from conftest import write_broden  # tests/ is on sys.path (pytest rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,10 +288,10 @@ runner = CliRunner()
 
 
 def test_cli_forwards_its_options(monkeypatch) -> None:
-    import kdinterp.report
+    import kdinterp.reporting.report
 
     calls = []
-    monkeypatch.setattr(kdinterp.report, "write_report", lambda *args: calls.append(args))
+    monkeypatch.setattr(kdinterp.reporting.report, "write_report", lambda *args: calls.append(args))
     result = runner.invoke(app, ["report", "--outputs", "o", "--out", "r", "--params", str(ROOT / "params.yaml")])
     assert result.exit_code == 0, result.output
     (params, layout, out), = calls

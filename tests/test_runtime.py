@@ -1,4 +1,4 @@
-"""kdinterp.runtime: pinned environment variables, torch settings, the environment record."""
+"""kdinterp.core.runtime: pinned environment variables, torch settings, the environment record."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdinterp import runtime
-from kdinterp.models import build_model
-from kdinterp.params import ModelParams
+from kdinterp.core import runtime
+from kdinterp.training.models import build_model
+from kdinterp.core.params import ModelParams
 
 WRITTEN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KDINTERP_THREADS", *runtime.PINNED_DEFAULTS, *runtime.PORTABLE_ISA)
 

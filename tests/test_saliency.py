@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from kdinterp import five_band, saliency, study
+from kdinterp.measures import attribution, five_band
 
 # --------------------------------------------------------------------------- five-band scores on 8x8 maps
+
+from kdinterp.core import study
 
 
 def _truth() -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +129,7 @@ def test_grad_cam_puts_all_its_mass_on_the_one_cell_the_logit_reads() -> None:
     model, x = OneCell(), _one_cell_input()
     raw = LayerGradCam(model, model.layer4).attribute(x, target=1, relu_attributions=True)[0, 0].detach()
     assert raw[1, 2] == pytest.approx(3.0 / 16) and raw.sum() == raw[1, 2]
-    cam = saliency.attribute(model, x, torch.tensor([1]), "grad_cam")
+    cam = attribution.attribute(model, x, torch.tensor([1]), "grad_cam")
     assert cam.shape == (1, 16, 16) and cam.dtype == torch.float32 and (cam >= 0).all()
     reach = torch.zeros(16, 16, dtype=torch.bool)
     reach[2:10, 6:14] = True
@@ -137,15 +139,15 @@ def test_grad_cam_puts_all_its_mass_on_the_one_cell_the_logit_reads() -> None:
     assert twice[0, 0, 0, 0] == pytest.approx(3.0 / 16)
 
 
-@pytest.mark.parametrize("method", saliency.METHODS)
+@pytest.mark.parametrize("method", attribution.METHODS)
 def test_every_method_returns_non_negative_input_sized_maps(method: str) -> None:
-    from kdinterp.models import build_model
-    from kdinterp.params import ModelParams
+    from kdinterp.training.models import build_model
+    from kdinterp.core.params import ModelParams
 
     torch.manual_seed(0)
     net = build_model(ModelParams("resnet10", width=4, small_input=True), 3)
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2])
-    maps = saliency.attribute(net, x, y, method, smoothgrad_samples=2)
+    maps = attribution.attribute(net, x, y, method, smoothgrad_samples=2)
     assert maps.shape == (3, 16, 16) and maps.dtype == torch.float32 and (maps >= 0).all() and maps.sum() > 0
 
 
@@ -154,21 +156,21 @@ def test_input_gradient_is_the_absolute_logit_gradient_summed_over_channels() ->
     lin = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
     x = torch.randn(1, 3, 4, 4)
     w = lin[1].weight[1].detach().reshape(3, 4, 4)
-    assert saliency.attribute(lin, x, torch.tensor([1]), "input_gradient")[0].allclose(w.abs().sum(0))
-    assert saliency.attribute(lin, x, torch.tensor([1]), "input_x_gradient")[0].allclose((x[0] * w).sum(0).abs())
+    assert attribution.attribute(lin, x, torch.tensor([1]), "input_gradient")[0].allclose(w.abs().sum(0))
+    assert attribution.attribute(lin, x, torch.tensor([1]), "input_x_gradient")[0].allclose((x[0] * w).sum(0).abs())
 
 
 def test_activation_map_and_overlay() -> None:
     model, x = OneCell(), _one_cell_input()
-    act = saliency.activation_map(model, x)  # channel mean at 4x4: 1 on cell (1, 2), 0.5 elsewhere; then bilinear x4
+    act = attribution.activation_map(model, x)  # channel mean at 4x4: 1 on cell (1, 2), 0.5 elsewhere; then bilinear x4
     assert act.shape == (1, 16, 16) and act[0, 0, 0] == pytest.approx(0.5)
     assert act[0, 6, 10] == pytest.approx(0.5 + 0.5 * 0.875 ** 2) and act.max().item() == pytest.approx(act[0, 6, 10].item())
-    out = saliency.overlay(x, act)
+    out = attribution.overlay(x, act)
     assert out.shape == x.shape and (out <= x + 1e-6).all() and (out >= 0.2 * x - 1e-6).all()
     with pytest.raises(ValueError, match="unknown saliency method 'lrp'"):
-        saliency.attribute(model, x, torch.tensor([1]), "lrp")
+        attribution.attribute(model, x, torch.tensor([1]), "lrp")
     with pytest.raises(ValueError, match="no layer 'layer9'"):
-        saliency.attribute(model, x, torch.tensor([1]), "grad_cam", layer="layer9")
+        attribution.attribute(model, x, torch.tensor([1]), "grad_cam", layer="layer9")
 
 
 # --------------------------------------------------------------------------- the stage on a tiny concept world
@@ -176,7 +178,7 @@ def test_activation_map_and_overlay() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory) -> Path:
-    from kdinterp.config import from_mapping
+    from kdinterp.core.config import from_mapping
     from kdinterp.world import WorldParams, generate_world
     from tests.tiny_study import TINY_WORLD
 
@@ -188,10 +190,10 @@ def tiny_world(tmp_path_factory) -> Path:
 def test_stage_writes_the_layout_files(tiny_world: Path, tmp_path: Path) -> None:
     import yaml
 
-    from kdinterp.config import from_mapping
-    from kdinterp.params import Params
+    from kdinterp.core.config import from_mapping
+    from kdinterp.core.params import Params
     from kdinterp.stages import training
-    from kdinterp.stages.saliency import saliency_model
+    from kdinterp.measures.saliency import saliency_model
     from tests.tiny_study import TINY_MODEL
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
@@ -206,14 +208,14 @@ def test_stage_writes_the_layout_files(tiny_world: Path, tmp_path: Path) -> None
     training.train(params, model, layout)  # a control: writes its initial weights, no training
     summary = saliency_model(params, model, layout)
     table = pd.read_csv(layout.saliency(model, study.Layout.FIVE_BAND))
-    assert list(table.columns) == list(study.FIVE_BAND_COLUMNS) and list(table["method"]) == list(saliency.METHODS)
+    assert list(table.columns) == list(study.FIVE_BAND_COLUMNS) and list(table["method"]) == list(attribution.METHODS)
     assert (table["num_images"] == 6).all() and table[["pixel_acc", "fpr"]].apply(lambda c: c.between(0, 1)).all().all()
     written = json.loads(layout.saliency(model, study.Layout.SUMMARY).read_text())
     assert written == json.loads(json.dumps(summary)) and written["num_images"] == 6
-    assert set(written["five_band"]) == set(saliency.METHODS)
+    assert set(written["five_band"]) == set(attribution.METHODS)
     assert 0 <= written["object_mass"]["loss_gradient"] <= 1 and 0 <= written["object_mass"]["activation"] <= 1
     with np.load(layout.saliency(model, study.Layout.MAPS)) as maps:
         assert maps["images"].shape == (3, 3, 16, 16) and maps["images"].dtype == np.uint8
         assert maps["object"].shape == (3, 16, 16) and maps["object"].any()
-        assert all(maps[k].shape == (3, 16, 16) for k in (*saliency.METHODS, "loss_gradient", "activation"))
+        assert all(maps[k].shape == (3, 16, 16) for k in (*attribution.METHODS, "loss_gradient", "activation"))
         assert maps["index"].tolist() == [0, 6, 15]  # 3 of the 6 chosen of 16 val images, spread evenly

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kdinterp import study
-from kdinterp.config import from_mapping
-from kdinterp.figures import make_figures
-from kdinterp.params import Params
-from kdinterp.predictions import saliency_predictions
-from kdinterp.results import FiguresInputError, REPRODUCTION_FILE, load_run
-from kdinterp.saliency import METHODS
-from kdinterp.saliency_figures import ACTIVATION_GRID_FILE, GRADIENT_GRID_FILE
+from kdinterp.core import study
+from kdinterp.core.config import from_mapping
+from kdinterp.reporting.figures import make_figures
+from kdinterp.core.params import Params
+from kdinterp.reporting.predictions import saliency_predictions
+from kdinterp.reporting.results import FiguresInputError, REPRODUCTION_FILE, load_run
+from kdinterp.measures.attribution import METHODS
+from kdinterp.reporting.grids import ACTIVATION_GRID_FILE, GRADIENT_GRID_FILE
 from tests.test_figures import SEEDS, _raw, _verdicts, _write_outputs
 
 #: Per model, per seed: Grad-CAM pixel accuracy, FPR, loss-gradient and activation object mass.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdinterp.similarity import (chance_same_group_mass, class_mean_probs, nontarget_entropy, same_group_mass,
+from kdinterp.measures.class_similarity import (chance_same_group_mass, class_mean_probs, nontarget_entropy, same_group_mass,
                                  similarity_agreement, within_class_entropy)
 
 

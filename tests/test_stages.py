@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from kdinterp import study
-from kdinterp.config import from_mapping
-from kdinterp.models import CheckpointError, build_model, load_model, read_header, save_model
-from kdinterp.params import ModelParams, Params
+from kdinterp.core import study
+from kdinterp.core.config import from_mapping
+from kdinterp.training.models import CheckpointError, build_model, load_model, read_header, save_model
+from kdinterp.core.params import ModelParams, Params
 from kdinterp.stages import training
 
 ROOT = Path(__file__).resolve().parents[1]

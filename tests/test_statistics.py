@@ -1,4 +1,4 @@
-"""kdinterp.statistics: paired t-intervals over seeds and the three-way verdicts, against hand computations."""
+"""kdinterp.core.statistics: paired t-intervals over seeds and the three-way verdicts, against hand computations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from kdinterp.statistics import (CONTRADICTED, HOLDS, INCONCLUSIVE, combine, mean_sd, monotone, paired_difference,
+from kdinterp.core.statistics import (CONTRADICTED, HOLDS, INCONCLUSIVE, combine, mean_sd, monotone, paired_difference,
                                  t_interval, verdict)
 
 #: t quantiles t_{0.975, df} from a printed table (e.g. NIST/SEMATECH e-Handbook §1.3.6.7.2).

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kdinterp import codedeps, study
-from kdinterp.config import ParamsError
-from kdinterp.params import DistilledParams, load_params
+from kdinterp.core import codedeps, study
+from kdinterp.core.config import ParamsError
+from kdinterp.core.params import DistilledParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,9 +77,9 @@ def test_unknown_model_is_named(params) -> None:
 
 
 def test_method_table_builds_every_method_with_one_signature(params) -> None:
-    from kdinterp.distill import Distiller
-    from kdinterp.models import build_model
-    from kdinterp.params import ModelParams
+    from kdinterp.training.distill import Distiller
+    from kdinterp.training.models import build_model
+    from kdinterp.core.params import ModelParams
 
     arch = ModelParams("resnet10", width=4, small_input=True)
     for name, method in study.METHODS.items():
@@ -166,15 +166,15 @@ def test_each_stage_depends_on_exactly_the_code_it_imports(dvc_stages) -> None:
 
 def test_code_closure_follows_lazy_and_relative_imports() -> None:
     files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.stages.training")}
-    assert {"stages/training.py", "stages/__init__.py", "__init__.py", "methods.py", "feature_kd/at.py",
-            "train.py", "params.py", "study.py"} <= files
-    assert "figures.py" not in files and "report.py" not in files
+    assert {"stages/training.py", "stages/__init__.py", "__init__.py", "training/methods.py",
+            "training/feature_kd/at.py", "training/train.py", "core/params.py", "core/study.py"} <= files
+    assert "reporting/figures.py" not in files and "reporting/report.py" not in files
     assert "world/generate.py" not in files  # params.py no longer imports the world generator
 
 
 def test_params_module_sits_below_the_data_generator() -> None:
-    files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.params")}
-    assert files == {"__init__.py", "config.py", "errors.py", "params.py"}
+    files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.core.params")}
+    assert files == {"__init__.py", "core/__init__.py", "core/config.py", "core/errors.py", "core/params.py"}
 
 
 def test_teacher_weights_must_lie_in_the_folder_dvc_tracks(params) -> None:
@@ -201,7 +201,7 @@ def test_paper_profile_resolves_without_concept_world_paths(tmp_path) -> None:
 
     from dvc.repo import Repo
 
-    from kdinterp.profiles import apply_profile
+    from kdinterp.core.profiles import apply_profile
 
     shutil.copy(ROOT / "dvc.yaml", tmp_path)
     shutil.copy(ROOT / "params.yaml", tmp_path)

@@ -1,4 +1,4 @@
-"""Tests for kdinterp.validate: Great Expectations suites over the dissection tables (issue 2, item 6).
+"""Tests for kdinterp.validation.dissection: Great Expectations suites over the dissection tables (issue 2, item 6).
 
 Each test builds a small, internally consistent dissection directory (6 units, 5 concepts in 3
 categories, counts from a seeded RNG, IoUs computed from the counts, one unit that overlaps
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdinterp.params import CATEGORIES
-from kdinterp.validate import (
+from kdinterp.core.params import CATEGORIES
+from kdinterp.validation.dissection import (
     MissingTableError,
     TableReport,
     ValidationError,

@@ -1,4 +1,4 @@
-"""Tests for kdinterp.validate_data: Great Expectations checks on Broden tables and the concept world.
+"""Tests for kdinterp.validation.data: Great Expectations checks on Broden tables and the concept world.
 
 A small concept world is generated once; each corruption test copies it, breaks one thing and
 checks that validation fails with a message naming the file and a bad row.
@@ -18,8 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from kdinterp.cli import app
-from kdinterp.validate import MissingTableError, TableReport, ValidationError
-from kdinterp.validate_data import min_concept_images, validate_broden, validate_data, validate_world
+from kdinterp.validation.dissection import MissingTableError, TableReport, ValidationError
+from kdinterp.validation.data import min_concept_images, validate_broden, validate_data, validate_world
 from kdinterp.world import WorldParams, generate_world
 from tests.conftest import write_broden
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from kdinterp.config import ParamsError
+from kdinterp.core.config import ParamsError
 from kdinterp.world import WorldParams, concept_coverage, generate_world, name_colors
 from kdinterp.world.catalog import CATEGORIES
 from kdinterp.world.cli import app

@@ -75,7 +75,7 @@ def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
 
     Returns ``root``. Raises ``subprocess.CalledProcessError`` if git or dvc fails.
     """
-    from kdinterp.config import from_mapping
+    from kdinterp.core.config import from_mapping
     from kdinterp.world import WorldParams, generate_world
 
     copy_checkout(root)

@@ -1,11 +1,11 @@
 """The ``kdinterp`` command: one thin command per DVC stage.
 
 Every command parses its options, loads ``params.yaml`` and calls one function of
-:mod:`kdinterp.stages` (or :mod:`kdinterp.validate`, :mod:`kdinterp.figures`, :mod:`kdinterp.report`).
+:mod:`kdinterp.stages` (or :mod:`kdinterp.validation.dissection`, :mod:`kdinterp.reporting.figures`, :mod:`kdinterp.reporting.report`).
 Heavy libraries are imported inside the commands so that ``--help`` is instant.
 
 One rule for errors, in one place (:class:`_Group`, the app's command group): a user error, i.e. a
-:class:`kdinterp.errors.KdinterpError` (bad params, missing or malformed data, wrong or broken
+:class:`kdinterp.core.errors.KdinterpError` (bad params, missing or malformed data, wrong or broken
 checkpoints, non-finite values, failed validation) or a missing file, prints one line,
 ``error: <what, which file (and row or key), the fix>``, and exits with status 1; the stages write
 their outputs atomically, so nothing partial is left. Any other exception is an internal bug and
@@ -22,7 +22,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from kdinterp.errors import KdinterpError
+from kdinterp.core.errors import KdinterpError
 from kdinterp.world.cli import app as world_app
 
 #: What the CLI reports as a user error (one line, exit status 1) rather than a bug (a traceback).
@@ -56,7 +56,7 @@ Params = Annotated[Path, typer.Option("--params", help="The parameter file.")]
 Name = Annotated[str, typer.Argument(
     help="Model name: a key of teachers/students/distilled/self_distilled/controls in params.yaml.")]
 Seed = Annotated[int | None, typer.Option(help="The model's seed (one of params.yaml seeds; omit for a teacher).")]
-Outputs = Annotated[Path, typer.Option(help="The outputs/ directory (the layout of kdinterp.study.Layout).")]
+Outputs = Annotated[Path, typer.Option(help="The outputs/ directory (the layout of kdinterp.core.study.Layout).")]
 Out = Annotated[Path, typer.Option(help="Output file or directory (as declared in dvc.yaml).")]
 
 
@@ -64,23 +64,23 @@ Out = Annotated[Path, typer.Option(help="Output file or directory (as declared i
 def _main(debug: Annotated[bool, typer.Option(
         "--debug", help="Show the traceback of a user error (bad input, params or checkpoint) instead of one line.")]
           = False) -> None:
-    """Pin threads and numerics before any command imports torch (kdinterp.runtime).
+    """Pin threads and numerics before any command imports torch (kdinterp.core.runtime).
 
     ``KDINTERP_PORTABLE=1`` also caps oneDNN and ATen at AVX2 (the same bytes on AVX2 and AVX-512 CPUs).
     ``--debug`` is read by :class:`_Group`.
     """
     import os
 
-    from kdinterp.runtime import pin_environment
+    from kdinterp.core.runtime import pin_environment
 
     pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
 
 
 def _params(path: Path):
     """params.yaml, schema-checked and cross-checked against the study contract."""
-    from kdinterp.config import ParamsError
-    from kdinterp.params import load_params
-    from kdinterp.study import check
+    from kdinterp.core.config import ParamsError
+    from kdinterp.core.params import load_params
+    from kdinterp.core.study import check
 
     params = load_params(path)
     try:
@@ -92,7 +92,7 @@ def _params(path: Path):
 
 def _run_model(stage: Callable[..., object], path: Path, name: str, seed: int | None, outputs: Path) -> None:
     """Run a per-model stage function, ``stage(params, model, layout)``, on the study's model ``name`` at ``seed``."""
-    from kdinterp.study import Layout, find
+    from kdinterp.core.study import Layout, find
 
     params = _params(path)
     stage(params, find(params, name, seed), Layout(outputs))
@@ -110,7 +110,7 @@ def train(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"), par
 def evaluate(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
              params: Params = Path("params.yaml")) -> None:
     """Evaluate model NAME at SEED on the validation split (stage evaluate_*@)."""
-    from kdinterp.stages.evaluation import evaluate_model
+    from kdinterp.measures.evaluation import evaluate_model
 
     _run_model(evaluate_model, params, name, seed, outputs)
 
@@ -119,7 +119,7 @@ def evaluate(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
 def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
             params: Params = Path("params.yaml")) -> None:
     """Network Dissection of model NAME at SEED on the probe set (stage dissect_*@)."""
-    from kdinterp.stages.dissection import dissect_model
+    from kdinterp.measures.dissection import dissect_model
 
     _run_model(dissect_model, params, name, seed, outputs)
 
@@ -128,7 +128,7 @@ def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
 def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
              params: Params = Path("params.yaml")) -> None:
     """Saliency maps of model NAME at SEED on the val images: five-band scores, object mass shares (stage saliency_*@)."""
-    from kdinterp.stages.saliency import saliency_model
+    from kdinterp.measures.saliency import saliency_model
 
     _run_model(saliency_model, params, name, seed, outputs)
 
@@ -137,7 +137,7 @@ def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
 def diffroar(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
              params: Params = Path("params.yaml")) -> None:
     """DiffROAR of model NAME at SEED: an evaluator retrained on its top-k vs bottom-k pixels (stage diffroar_*@)."""
-    from kdinterp.stages.diffroar import diffroar_model
+    from kdinterp.measures.diffroar import diffroar_model
 
     _run_model(diffroar_model, params, name, seed, outputs)
 
@@ -145,8 +145,8 @@ def diffroar(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
 @app.command()
 def validate(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Validate every model's dissection tables with Great Expectations (stage validate); exit 1 on failure."""
-    from kdinterp import study
-    from kdinterp.validate import validate_dissections
+    from kdinterp.core import study
+    from kdinterp.validation.dissection import validate_dissections
 
     layout = study.Layout(outputs)
     model_dirs = [layout.dissection(model) for model in study.models(_params(params))]
@@ -169,8 +169,8 @@ def validate_data(
     params: Params = Path("params.yaml"),
 ) -> None:
     """Validate the probe set and the concept world with Great Expectations (stage validate_data); exit 1 on failure."""
-    from kdinterp.validate import ValidationError
-    from kdinterp.validate_data import validate_data as run
+    from kdinterp.validation.dissection import ValidationError
+    from kdinterp.validation.data import validate_data as run
 
     p = _params(params)
     world_dir = None if not p.data.world_file else world if world is not None else Path(p.data.world_file).parent
@@ -187,8 +187,8 @@ def validate_data(
 @app.command()
 def similarity(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Class-similarity information in every model's outputs (stage similarity)."""
-    from kdinterp.stages.similarity import similarity_report
-    from kdinterp.study import Layout
+    from kdinterp.measures.similarity import similarity_report
+    from kdinterp.core.study import Layout
 
     similarity_report(_params(params), Layout(outputs))
 
@@ -197,8 +197,8 @@ def similarity(outputs: Outputs = Path("outputs"), params: Params = Path("params
 def figures(outputs: Outputs = Path("outputs"), out: Out = Path("paper_figures"),
             params: Params = Path("params.yaml")) -> None:
     """Draw the paper's figures and write REPRODUCTION.md (stage figures)."""
-    from kdinterp.figures import make_figures
-    from kdinterp.study import Layout
+    from kdinterp.reporting.figures import make_figures
+    from kdinterp.core.study import Layout
 
     make_figures(_params(params), Layout(outputs), out)
 
@@ -209,8 +209,8 @@ def dose_response(outputs: Outputs = Path("outputs"),
                       "docs/dose_response"),
                   params: Params = Path("params.yaml")) -> None:
     """Write the dose-response curve of a run of profiles/dose_response.yaml (not a DVC stage; run it by hand)."""
-    from kdinterp.dose_response import write_dose_response
-    from kdinterp.study import Layout
+    from kdinterp.reporting.dose_response import write_dose_response
+    from kdinterp.core.study import Layout
 
     command = (f"make repro PROFILE=dose_response && kdinterp dose-response --outputs {outputs} --out {out}"
                + ("" if params == Path("params.yaml") else f" --params {params}"))
@@ -221,8 +221,8 @@ def dose_response(outputs: Outputs = Path("outputs"),
 def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report"),
            params: Params = Path("params.yaml")) -> None:
     """Write the HTML report: one page per model's units and a comparison page (stage report)."""
-    from kdinterp.report import write_report
-    from kdinterp.study import Layout
+    from kdinterp.reporting.report import write_report
+    from kdinterp.core.study import Layout
 
     write_report(_params(params), Layout(outputs), out)
 
@@ -231,7 +231,7 @@ def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report")
 def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.yaml holds only what differs.")],
             params: Params = Path("params.yaml")) -> None:
     """Apply profile NAME to the parameter file: merge profiles/NAME.yaml's keys into it, keeping its comments."""
-    from kdinterp.profiles import apply_profile
+    from kdinterp.core.profiles import apply_profile
 
     changed = apply_profile(Path("profiles") / f"{name}.yaml", params)
     typer.echo(f"{params} <- profiles/{name}.yaml: {', '.join(changed) or 'nothing changed'} "
@@ -246,7 +246,7 @@ def pull(remote: Remote = None,
          if_set: Annotated[bool, typer.Option("--if-set", help="Do nothing (exit 0) while the URL is the placeholder.")]
          = False) -> None:
     """Fetch the published study from the DVC remote (`make pull`); afterwards `dvc repro` runs no stage."""
-    from kdinterp.remote import RemoteError, pull as pull_study, url_is_set
+    from kdinterp.core.remote import RemoteError, pull as pull_study, url_is_set
 
     if if_set and not url_is_set(Path.cwd(), remote):
         typer.echo("the DVC remote's URL is not set (.dvc/config.local): not pulling")
@@ -262,7 +262,7 @@ def pull(remote: Remote = None,
 @app.command()
 def publish(remote: Remote = None) -> None:
     """Push data, models, dissections, the report and the run-cache to the DVC remote, then check it (`make publish`)."""
-    from kdinterp.remote import publish as publish_study
+    from kdinterp.core.remote import publish as publish_study
 
     where = publish_study(Path.cwd(), remote)
     typer.echo(f"published to '{where.name}' ({where.url}): `dvc data status --not-in-remote` lists nothing")

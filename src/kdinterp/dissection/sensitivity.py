@@ -23,7 +23,7 @@ import pandas as pd
 
 from kdinterp.dissection.tables import DissectionResult
 from kdinterp.dissection.variants import BlockCounts
-from kdinterp.study import SENSITIVITY_COLUMNS
+from kdinterp.core.study import SENSITIVITY_COLUMNS
 
 __all__ = ["best_iou", "probe_bootstrap", "sensitivity_table"]
 
@@ -61,7 +61,7 @@ def sensitivity_table(result: DissectionResult, quantile: float, iou_thresholds:
         iou_thresholds: the grid; the params' threshold should be among them.
 
     Returns:
-        Columns :data:`kdinterp.study.SENSITIVITY_COLUMNS`; the main tally first (basis ``unit``), then the
+        Columns :data:`kdinterp.core.study.SENSITIVITY_COLUMNS`; the main tally first (basis ``unit``), then the
         variants in order, each over the grid in the order given.
     """
     rows = _rows("unit", quantile, result.iou, result.label_category, iou_thresholds)

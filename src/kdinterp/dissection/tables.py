@@ -17,7 +17,7 @@ import pandas as pd
 
 from kdinterp.dissection.topimages import TopImagesResult
 from kdinterp.dissection.variants import BlockCounts, VariantResult
-from kdinterp.params import CATEGORIES
+from kdinterp.core.params import CATEGORIES
 
 __all__ = ["DissectionResult", "summary", "tally_table", "units_table"]
 
@@ -88,7 +88,7 @@ def units_table(result: DissectionResult, iou_threshold: float) -> pd.DataFrame:
     """One row per unit: its best concept overall and per category, and whether it is a detector.
 
     Columns: ``unit, concept, concept_id, category, iou, detector``, then ``<category>_concept``
-    and ``<category>_iou`` for each category in the paper's order (:data:`kdinterp.params.CATEGORIES`;
+    and ``<category>_iou`` for each category in the paper's order (:data:`kdinterp.core.params.CATEGORIES`;
     empty concept, id 0 and IoU 0 where the unit never overlaps that category).
     """
     names = np.asarray(result.label_names, dtype=object)
@@ -125,7 +125,7 @@ def summary(units: pd.DataFrame, result: DissectionResult, *, quantile: float, i
             model: str, seed: int | None = None) -> dict:
     """The numbers the paper reports: detectors (units) and unique concepts, overall and per category.
 
-    The keys are :data:`kdinterp.study.SUMMARY_KEYS` (nested ``detectors`` and ``unique_concepts``).
+    The keys are :data:`kdinterp.core.study.SUMMARY_KEYS` (nested ``detectors`` and ``unique_concepts``).
     """
     detectors = units[units["detector"]]
     return {

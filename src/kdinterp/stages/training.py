@@ -1,8 +1,8 @@
 """Stages ``train_teacher@``, ``train_student@``, ``distill_student@`` and ``self_distill_student@``.
 
 One function trains any model of the study (:func:`train`): the study contract
-(:mod:`kdinterp.study`) says which recipe, seed, method and teacher the model has and where its
-outputs go; the method table builds its :class:`~kdinterp.distill.Distiller`.
+(:mod:`kdinterp.core.study`) says which recipe, seed, method and teacher the model has and where its
+outputs go; the method table builds its :class:`~kdinterp.training.distill.Distiller`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import kdinterp.methods  # noqa: F401  the builders that study.METHODS names; imported so they are in this stage's code
-from kdinterp import codedeps, distributed, study
-from kdinterp.data import class_names, load_dataset
-from kdinterp.io import atomic_path
-from kdinterp.models import CheckpointError, build_model, check_finite_weights, save_model
-from kdinterp.params import Params, as_dict
-from kdinterp.progress import log
-from kdinterp.runtime import configure_torch, environment_record
-from kdinterp.stages.common import load_trained, resolve_device, sha256_file
-from kdinterp.train import fit
+import kdinterp.training.methods  # noqa: F401  the builders that study.METHODS names; imported so they are in this stage's code
+from kdinterp.core import codedeps, study
+from kdinterp.training import distributed
+from kdinterp.training.data import class_names, load_dataset
+from kdinterp.core.io import atomic_path
+from kdinterp.training.models import CheckpointError, build_model, check_finite_weights, save_model
+from kdinterp.core.params import Params, as_dict
+from kdinterp.core.progress import log
+from kdinterp.core.runtime import configure_torch, environment_record
+from kdinterp.training.checkpoints import load_trained, resolve_device, sha256_file
+from kdinterp.training.train import fit
 
 __all__ = ["import_weights", "initial_model", "read_state_dict", "train", "write_initial"]
 
@@ -32,13 +33,13 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     """Train ``model`` from scratch (or resume its checkpoint) and write its outputs.
 
     A control (``model.group.trained`` False) is not trained: only its initial weights are written
-    (:func:`write_initial`). A teacher with ``weights`` (:attr:`kdinterp.study.Model.imported`) is
+    (:func:`write_initial`). A teacher with ``weights`` (:attr:`kdinterp.core.study.Model.imported`) is
     not trained either: its file is imported (:func:`import_weights`).
 
     Writes ``layout.model_file(model)`` (weights + header with the recipe, seed and environment),
     ``layout.history(model)`` (per-epoch CSV) and, every epoch, ``layout.checkpoints(model)/last.pt``.
     The seed fixes the initialisation (``torch.manual_seed(seed)`` right before the model is
-    built) and, through :func:`kdinterp.train.fit`, the data order and augmentation: students of
+    built) and, through :func:`kdinterp.training.train.fit`, the data order and augmentation: students of
     one seed start from the same weights and see the same batches.
 
     Raises:

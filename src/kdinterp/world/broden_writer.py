@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kdinterp.io import write_bytes, write_text
+from kdinterp.core.io import write_bytes, write_text
 from kdinterp.world.catalog import CATEGORIES, Concept
 from kdinterp.world.compose import Rendered
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from kdinterp.config import ParamsError
+from kdinterp.core.config import ParamsError
 from kdinterp.world.generate import generate_world
 from kdinterp.world.params import load_world_params
 from kdinterp.world.preview import write_preview

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from kdinterp.io import write_json
+from kdinterp.core.io import write_json
 from kdinterp.world.broden_writer import ProbeRecord, write_image, write_probe_image, write_tables
 from kdinterp.world.catalog import Catalog, WorldClass, build_catalog
 from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES

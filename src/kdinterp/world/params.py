@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from kdinterp.config import ParamsError, from_mapping
-from kdinterp.params import WorldParams
+from kdinterp.core.config import ParamsError, from_mapping
+from kdinterp.core.params import WorldParams
 from kdinterp.world.vocabulary import OBJECT_TYPES
 
 __all__ = ["WorldParams", "check_vocabulary", "load_world_params"]

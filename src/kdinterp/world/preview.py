@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from kdinterp.io import atomic_path, read_json
+from kdinterp.core.io import atomic_path, read_json
 from kdinterp.world.broden_writer import decode_labels
 from kdinterp.world.colors import PROTOTYPES
 

@@ -1,0 +1,1 @@
+"""The foundations: errors, params, files, the numerical environment, the study contract."""

@@ -1,0 +1,1 @@
+"""The per-model measurements of the study, one module per measure."""

@@ -1,0 +1,1 @@
+"""What a run's outputs say: results, predictions, figures, REPRODUCTION.md, the HTML report."""

@@ -1,0 +1,193 @@
+"""Is the detector count a sound measure here? Controls, sensitivity bands and the probe-set spread.
+
+Three sections of ``REPRODUCTION.md``, each from the dissect stage's outputs
+(``summary.json``'s ``probe_bootstrap`` and ``sensitivity.csv``, :mod:`kdinterp.dissection.sensitivity`):
+
+* **Controls.** The untrained initialisation of each seed (params ``controls``; Bau et al., CVPR
+  2017, §3.2) is the floor: each trained student minus the control of its seed, as a paired
+  t-interval. The rotated-basis control (``dissection.sensitivity.rotation_seed``) multiplies the
+  layer output by a random orthogonal matrix: if detectors are axis-aligned, the unit basis has
+  more of them than the rotated one (unit minus rotated, paired by seed).
+* **Sensitivity.** The detector predictions (P2, P4, P5: total detectors) re-judged at every
+  (quantile, IoU threshold) of the grid, and on a summary that needs no IoU threshold, the mean
+  best IoU over units; the section says where a verdict flips.
+* **Probe set.** How much of a model's detector count is the probe set's doing: the sd of the
+  probe bootstrap beside the sd over training seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from kdinterp.core import statistics
+from kdinterp.reporting.predictions import Measure, compare
+from kdinterp.reporting.results import ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES, ModelResult, RunResults, signed
+
+__all__ = ["controls_section", "markdown_table", "probe_section", "sensitivity_grid", "sensitivity_section",
+           "sensitivity_verdicts"]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table: a header row, a rule, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def _key(basis: str, quantile: float, iou_threshold: float) -> tuple[str, float, float]:
+    return basis, round(float(quantile), 10), round(float(iou_threshold), 10)
+
+
+def _detectors_at(basis: str, quantile: float, iou_threshold: float) -> Measure:
+    key = _key(basis, quantile, iou_threshold)
+    return Measure(f"#detectors ({basis} basis, q {quantile:g}, IoU {iou_threshold:g})", "detectors", ".1f",
+                   lambda m: m.sensitivity[key][0])
+
+
+def _mean_best_iou(basis: str, quantile: float, iou_threshold: float) -> Measure:
+    key = _key(basis, quantile, iou_threshold)
+    return Measure(f"mean best IoU (q {quantile:g})", "IoU", ".4f", lambda m: m.sensitivity[key][1])
+
+
+def sensitivity_grid(run: RunResults) -> tuple[list[float], list[float]]:
+    """The quantiles and IoU thresholds of the unit basis that every model's sensitivity.csv has."""
+    common = set.intersection(*(set(m.sensitivity) for m in run.models.values()))
+    unit = [k for k in common if k[0] == "unit"]
+    return sorted({k[1] for k in unit}), sorted({k[2] for k in unit})
+
+
+def _mean_ci(part_mean: float, low: float, high: float, fmt: str) -> str:
+    if np.isnan(low):
+        return f"{signed(part_mean, fmt)} (no interval)"
+    return f"{signed(part_mean, fmt)} [{signed(low, fmt)}, {signed(high, fmt)}]"
+
+
+def _paired(run: RunResults, a: str, b: str, metric: Callable[[ModelResult], float], fmt: str) -> tuple[str, str]:
+    """``a − b`` over seeds with its 95% interval, and the verdict on "> 0"."""
+    x, y = run.paired(a, b, metric)
+    c = statistics.paired_difference(x, y, +1)
+    return _mean_ci(c.mean, c.interval.low, c.interval.high, fmt), c.verdict
+
+
+def _controls(run: RunResults) -> list[str]:
+    return [name for name in run.names if run.seeds_of(name)[0].kind == "control"]
+
+
+def controls_section(run: RunResults) -> str:
+    """Trained minus untrained, and unit basis minus rotated basis, per model, paired by seed."""
+    quantile, threshold = run.quantile, run.iou_threshold
+    unit, rotated = _key("unit", quantile, threshold), _key("rotated", quantile, threshold)
+    has_rotation = all(rotated in m.sensitivity for m in run.models.values())
+    controls = _controls(run)
+    lines = ["## Controls: is the detector count a sound measure?", ""]
+    if controls:
+        floor = controls[0]
+        rows = []
+        for name in run.names:
+            if name in controls:
+                continue
+            diff, verdict = _paired(run, name, floor, lambda m: m.num_detectors, ".1f")
+            rows.append([f"`{name}`", f"{np.mean(run.values(name, lambda m: m.num_detectors)):.1f}",
+                         f"{np.mean(run.values(floor, lambda m: m.num_detectors)):.1f}", diff, verdict])
+        lines += [f"**Untrained initialisation** (`{floor}`: the weights each seed's students start from, never "
+                  "trained; Bau et al. 2017 dissect random networks the same way). A detector count that training "
+                  "does not raise above this floor says nothing about what training taught.", "",
+                  markdown_table(["model", "detectors (mean)", f"`{floor}` (mean)", "model \u2212 untrained [95% CI]",
+                          "above the floor?"], rows), ""]
+    else:
+        lines += ["No untrained control in this run (params `controls` is empty).", ""]
+    if has_rotation:
+        rows = []
+        for name in run.names:
+            per_seed = run.seeds_of(name)
+            a = np.array([m.sensitivity[unit][0] for m in per_seed], dtype=np.float64)
+            b = np.array([m.sensitivity[rotated][0] for m in per_seed], dtype=np.float64)
+            c = statistics.paired_difference(a, b, +1)
+            rows.append([f"`{name}`", str(len(per_seed)), f"{a.mean():.1f}", f"{b.mean():.1f}",
+                         _mean_ci(c.mean, c.interval.low, c.interval.high, ".1f"), c.verdict])
+        lines += ["**Rotated basis** (Bau et al. 2017, \u00a73.2): the layer output times a random orthogonal "
+                  "matrix (fixed seed), dissected with the same quantile and IoU threshold. It keeps everything "
+                  "the layer represents but mixes its units; if interpretability is axis-aligned, the unit "
+                  "basis has more detectors. *holds* below: unit minus rotated is above 0.", "",
+                  markdown_table(["model", "n", "detectors, unit basis", "rotated basis", "unit \u2212 rotated [95% CI]",
+                          "verdict"], rows)]
+    else:
+        lines += ["No rotated-basis control in this run (`dissection.sensitivity.rotation_seed` is null)."]
+    return "\n".join(lines)
+
+
+def sensitivity_verdicts(run: RunResults, measure: Measure) -> dict[str, str]:
+    """P2, P4 and P5 judged on ``measure`` instead of the detector count at the params' settings."""
+    s, k, ls = (run.roles[role] for role in STUDENT_ROLES)
+    p2, p4 = compare(run, k, s, measure, +1), compare(run, ls, s, measure, -1)
+    p5 = statistics.combine([p2.comparison.verdict, compare(run, s, ls, measure, +1).comparison.verdict])
+    return {"P2": p2.comparison.verdict, "P4": p4.comparison.verdict, "P5": p5}
+
+
+def sensitivity_section(run: RunResults) -> str:
+    """The detector predictions over the (quantile, IoU threshold) grid and on the mean best IoU."""
+    quantiles, thresholds = sensitivity_grid(run)
+    if not quantiles:
+        return "## Sensitivity of the detector verdicts\n\nNo sensitivity tables in this run."
+    main = sensitivity_verdicts(run, _detectors_at("unit", run.quantile, run.iou_threshold))
+    rows, flips = [], []
+    for q in quantiles:
+        for t in thresholds:
+            verdicts = sensitivity_verdicts(run, _detectors_at("unit", q, t))
+            mark = " (params)" if np.isclose(q, run.quantile) and np.isclose(t, run.iou_threshold) else ""
+            rows.append([f"{q:g}", f"{t:g}{mark}", *(verdicts[p] for p in main)])
+            flips += [f"{p} at q {q:g}, IoU {t:g}: {v}" for p, v in verdicts.items() if v != main[p]]
+    free = [[f"{q:g}", *sensitivity_verdicts(run, _mean_best_iou("unit", q, thresholds[0])).values()]
+            for q in quantiles]
+    means = []
+    for role in STUDENT_ROLES:
+        name = run.roles[role]
+        values = [run.values(name, lambda m, q=q: m.sensitivity[_key("unit", q, thresholds[0])][1]) for q in quantiles]
+        means.append([ROLE_LABELS[role], *(f"{v.mean():.4f} \u00b1 {v.std(ddof=1) if v.size > 1 else 0:.4f}"
+                                           for v in values)])
+    summary = ("No verdict flips inside the bands: every setting gives the verdicts of the params' setting."
+               if not flips else
+               f"**Verdicts flip inside the bands** ({len(flips)} of {3 * len(rows)} cells differ from the params' "
+               f"setting, where P2 is {main['P2']}, P4 {main['P4']}, P5 {main['P5']}): " + "; ".join(flips[:12])
+               + ("; \u2026" if len(flips) > 12 else "") + ".")
+    return "\n".join([
+        "## Sensitivity of the detector verdicts", "",
+        "P2 (#det KD > scratch), P4 (#det LS < scratch) and P5 (KD > scratch > LS) depend on two free choices "
+        "of Network Dissection: the activation quantile that sets each unit's threshold and the IoU a detector "
+        "needs. Below, the same paired t-interval verdicts over seeds at every setting of the grid "
+        "(`dissection.sensitivity`), then on the mean best IoU over units, which needs no IoU threshold.", "",
+        summary, "",
+        markdown_table(["quantile", "IoU threshold", "P2", "P4", "P5"], rows), "",
+        "Threshold-free: the same predictions on the mean over units of each unit's best IoU (mean \u00b1 sd "
+        "over seeds below).", "",
+        markdown_table(["quantile", "P2", "P4", "P5"], free), "",
+        markdown_table(["model", *(f"mean best IoU, q {q:g}" for q in quantiles)], means), "",
+        f"![Detectors vs IoU threshold and quantile]({SENSITIVITY_FILE})",
+    ])
+
+
+def probe_section(run: RunResults) -> str:
+    """Per model: the detector count's sd over probe-set resamplings beside its sd over training seeds."""
+    rows = []
+    for name in run.names:
+        seeds = run.seeds_of(name)
+        counts = np.array([m.num_detectors for m in seeds], dtype=np.float64)
+        probe = [m.probe_bootstrap for m in seeds]
+        seed_sd = f"{counts.std(ddof=1):.1f}" if counts.size > 1 else "n/a"
+        rows.append([f"`{name}`", str(len(seeds)), f"{counts.mean():.1f}", seed_sd,
+                     f"{np.mean([p['mean'] for p in probe]):.1f}", f"{np.mean([p['sd'] for p in probe]):.1f}",
+                     ", ".join(f"[{p['low']:g}, {p['high']:g}]" for p in probe)])
+    first = next(iter(run.models.values())).probe_bootstrap
+    return "\n".join([
+        "## How much of a detector count is the probe set's doing", "",
+        f"Probe bootstrap: {first['replicates']} resamplings of the probe set in {first['blocks']} blocks of "
+        "consecutive images (the probe index interleaves scenes, close-ups and textures), drawn with "
+        "replacement; the IoUs and detectors are recounted with each unit's threshold held at its full-set "
+        "value, so this is the tally's spread given the thresholds. A unit's best IoU is a maximum over "
+        "concepts, and a maximum of noisy estimates is biased upward: when the bootstrap mean lies above the "
+        "observed count, the count itself leans on which probe images were drawn. Read the sd beside the sd "
+        "over seeds: when it is as large, the spread between seeds is partly the probe set's.", "",
+        markdown_table(["model", "n", "detectors (mean)", "sd over seeds", "bootstrap mean (mean over seeds)",
+                "sd over probe resamplings (mean over seeds)", "95% probe interval per seed"], rows),
+    ])

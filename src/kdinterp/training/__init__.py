@@ -1,0 +1,1 @@
+"""Networks, data loaders, losses, distillers and the training loop."""

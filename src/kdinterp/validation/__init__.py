@@ -1,0 +1,1 @@
+"""Great Expectations checks on the data and on the dissection tables."""
