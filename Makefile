@@ -35,7 +35,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 data: $(VENV_DEP)  ## generate the concept world into data/ if it is missing (tracked by data.dvc); not when data.world_file is null
-	@world=$$(python -c 'from kdinterp.core.params import load_params; print(load_params("$(PARAMS)").data.world_file or "")'); \
+	@world=$$(python -c 'from kdinterp.measures.registry import load_params; print(load_params("$(PARAMS)").data.world_file or "")'); \
 	if [ -z "$$world" ]; then echo "data.world_file is null (not the concept world, e.g. PROFILE=paper): nothing to generate"; \
 	elif [ -f $(WORLD_DIR)/world.json ]; then echo "$(WORLD_DIR) present: keeping it (delete data/ to regenerate)"; \
 	else kdinterp world generate --params $(PARAMS) --out $(WORLD_DIR); \

@@ -68,7 +68,8 @@ ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "MKL_CBW
 # ---------------------------------------------------------------- worker (one setting, one process)
 
 def _spec(model: str):
-    from kdinterp.core.params import ModelParams, load_params
+    from kdinterp.core.params import ModelParams
+    from kdinterp.measures.registry import load_params
 
     try:
         params = load_params("params.yaml")

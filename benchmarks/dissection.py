@@ -87,13 +87,14 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
+from benchmarks import dissection_broden  # noqa: E402
+from kdinterp.core.params import CATEGORIES, ModelParams  # noqa: E402
 from kdinterp.dissection.broden import BrodenDataset, collate_broden, load_broden  # noqa: E402
 from kdinterp.dissection.engine import active_pixels, dissect  # noqa: E402
 from kdinterp.dissection.tally import Tally  # noqa: E402
+from kdinterp.measures.registry import load_params
 from kdinterp.training.hooks import retain_layer  # noqa: E402
 from kdinterp.training.models import build_model  # noqa: E402
-from benchmarks import dissection_broden  # noqa: E402
-from kdinterp.core.params import CATEGORIES, ModelParams, load_params  # noqa: E402
 from tests.lite_oracle import detectors, iter_rows, lite_tally  # noqa: E402
 
 QUANTILE, IOU_THRESHOLD, LAYER = 0.005, 0.05, "layer4"

@@ -173,13 +173,14 @@ def measure(kind: str, args: argparse.Namespace) -> dict:
     from torchvision.transforms import v2
 
     import kdinterp.dissection as engine
+    from kdinterp.core.params import ModelParams
+    from kdinterp.core.runtime import configure_torch
     from kdinterp.dissection.broden import BrodenDataset, load_broden
+    from kdinterp.measures.dissection import _variants
+    from kdinterp.measures.registry import load_params
     from kdinterp.training.hooks import retain_layer
     from kdinterp.training.memory_data import to_normalized
     from kdinterp.training.models import build_model
-    from kdinterp.core.params import ModelParams, load_params
-    from kdinterp.core.runtime import configure_torch
-    from kdinterp.measures.dissection import _variants
 
     configure_torch(args.threads)  # as the stage (threads, deterministic algorithms)
     if kind == "baseline":

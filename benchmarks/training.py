@@ -43,18 +43,31 @@ from pathlib import Path
 
 import torch
 
-from kdinterp.training.data import WithIndex, build_transform, image_folder, make_loader
-from kdinterp.training.memory_data import InMemoryImages, TrainBatches
+from kdinterp.core.params import DistilledParams, Params
+from kdinterp.measures.registry import load_params
+from kdinterp.training import methods
+from kdinterp.training.data import WithIndex, build_transform, make_loader
 from kdinterp.training.distill import Distiller, LogitKD, Vanilla
-from kdinterp.training.feature_kd import build_feature_distiller, feature_methods
+from kdinterp.training.folders import image_folder
+from kdinterp.training.memory_data import InMemoryImages, TrainBatches
+from kdinterp.training.methods import feature_methods
 from kdinterp.training.models import build_model
-from kdinterp.core.params import Params, load_params
 from kdinterp.world import generate_world
 
 TARGET = 1.3
 LOAD_TARGET = 0.10  # loading + augmenting a batch, share of a CE step
 KD_OVERHEAD_TARGET = 1.05  # KD step / (CE step + teacher forward)
 TEMPERATURE, ALPHA = 4.0, 0.5
+
+
+def build_feature_distiller(method, student, teacher, *, temperature, alpha, options, num_classes, num_samples):
+    """The study's builder (:func:`kdinterp.training.methods.build`) for a feature method with these settings."""
+    recipe = DistilledParams(teacher="teacher", method=method, temperature=temperature, alpha=alpha,
+                             options=options if isinstance(options, dict) else {})
+    if not isinstance(options, dict) and options is not None:  # an options object: bypass the params dict
+        return methods.METHODS[method].distiller().from_recipe(student, teacher, recipe, options, num_classes,
+                                                                num_samples)
+    return methods.build(method, student, teacher, recipe, num_classes, num_samples)
 
 
 def _world(params: Params, tmp: Path) -> Path:

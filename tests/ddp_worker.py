@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdinterp.training import distributed
-from kdinterp.training.data import image_folder, normalize
-from kdinterp.training.distill import Vanilla
 from kdinterp.core.params import DataParams, OptimParams
+from kdinterp.training import distributed
+from kdinterp.training.data import normalize
+from kdinterp.training.distill import Vanilla
+from kdinterp.training.folders import image_folder
 from kdinterp.training.train import fit
 
 

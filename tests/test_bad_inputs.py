@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.cli import app
+from kdinterp.dissection.broden import BrodenDataset, load_broden
 from tests.conftest import write_broden
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,8 +64,9 @@ def valid(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from kdinterp.core import study
     from kdinterp.core.config import from_mapping
+    from kdinterp.core.params import ModelParams
+    from kdinterp.measures.registry import load_params
     from kdinterp.training.models import build_model, save_model
-    from kdinterp.core.params import ModelParams, load_params
 
     root = tmp_path_factory.mktemp("valid")
     _write_valid(root)
@@ -195,8 +196,9 @@ def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> Non
 
     from kdinterp.core import study
     from kdinterp.core.config import from_mapping
+    from kdinterp.core.params import ModelParams
+    from kdinterp.measures.registry import load_params
     from kdinterp.training.models import build_model, save_model
-    from kdinterp.core.params import ModelParams, load_params
 
     case = Path(shutil.copytree(valid, tmp_path / "case"))
     params, outputs = case / "params.yaml", case / "outputs"
@@ -210,5 +212,5 @@ def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> Non
     code, stderr = _invoke(["dissect", "teacher", "--params", str(params), "--outputs", str(outputs)])
     assert code == 1 and len(stderr.splitlines()) == 1, stderr
     assert "layer 'layer4' output is NaN or infinite on 4 image(s)" in stderr and "img0.png" in stderr, stderr
-    dissection_dir = study.Layout(outputs).dissection(teacher)
+    dissection_dir = study.Layout(outputs).measure("dissection", teacher)
     assert not dissection_dir.exists() or not any(dissection_dir.rglob("*.*"))

@@ -16,11 +16,11 @@ import yaml
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from kdinterp.core import study
 from kdinterp.cli import app
+from kdinterp.core import study
 from kdinterp.core.errors import NonFiniteError
-from kdinterp.training.models import CheckpointError, build_model, load_model, save_model
 from kdinterp.core.params import ModelParams
+from kdinterp.training.models import CheckpointError, build_model, load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ModelParams("resnet10", width=4, small_input=True)
@@ -43,7 +43,7 @@ def project(tiny_folders: dict[str, Path], tmp_path: Path) -> tuple[Path, Path, 
 
 
 def _load(path: Path):
-    from kdinterp.core.params import load_params
+    from kdinterp.measures.registry import load_params
 
     return load_params(path)
 
@@ -76,7 +76,10 @@ def test_a_finite_model_evaluates(project) -> None:
     save_model(_model(), model_file, SPEC, CLASSES)
     result = CliRunner().invoke(app, ["evaluate", "teacher", "--params", str(params), "--outputs", str(outputs)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(study.Layout(outputs).metrics(study.find(_load(params), "teacher")).read_text())
+    from kdinterp.measures import evaluation
+
+    teacher = study.find(_load(params), "teacher")
+    metrics = json.loads(evaluation.MEASURE.path(study.Layout(outputs), teacher, evaluation.METRICS).read_text())
     assert metrics["num_images"] == 12 and 0.0 <= metrics["top1"] <= 1.0
 
 

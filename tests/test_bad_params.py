@@ -18,15 +18,15 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kdinterp.cli import app
-from kdinterp.core.config import Range, from_mapping
+from kdinterp.core.config import Range
 from kdinterp.core.params import Params
+from kdinterp.measures.registry import parse_params
 from tests.tiny_study import tiny_params
 
 VALID = json.loads(json.dumps(tiny_params()))  # no shared sub-mappings (YAML aliases): a mutation changes one key
@@ -150,7 +150,7 @@ def _with(path: tuple, value: Any) -> dict:
 def test_the_valid_file_is_valid() -> None:
     from kdinterp.core.study import check
 
-    check(from_mapping(Params, VALID, ""))
+    check(parse_params(VALID))
 
 
 def test_every_number_in_the_schema_has_a_range() -> None:

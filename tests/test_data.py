@@ -9,14 +9,14 @@ import pytest
 import torch
 from PIL import Image
 from torchvision import datasets
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from kdinterp.core.params import DataParams
 from kdinterp.training import data as data_module
 from kdinterp.training import distributed
-from kdinterp.training.data import DataError, build_transform, eval_loader, image_folder, load_dataset, make_loader, normalize
+from kdinterp.training.data import build_transform, eval_loader, load_dataset, make_loader, normalize
+from kdinterp.training.folders import DataError, image_folder
 from kdinterp.training.memory_data import EvalBatches, InMemoryImages, crop_flip, draw_crop_flip, to_normalized
-from kdinterp.core.params import DataParams
 from kdinterp.training.train import _epoch_batches, _epoch_loader
 
 

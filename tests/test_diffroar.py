@@ -1,4 +1,4 @@
-"""DiffROAR (kdinterp.measures.roar): masking on tiny images, the sign on a task with known signal pixels,
+"""DiffROAR (kdinterp.measures.diffroar.evaluator): masking on tiny images, the sign on a task with known signal pixels,
 determinism, and the stage on a tiny trained model."""
 
 from __future__ import annotations
@@ -13,10 +13,18 @@ import torch
 
 from kdinterp.core import study
 from kdinterp.core.config import ParamsError
-from kdinterp.measures.roar import (EvaluatorSettings, apply_keep, diffroar, keep_masks, pixel_order,
-                               train_evaluator)
-from kdinterp.core.params import DiffROARParams, load_params
 from kdinterp.core.subsets import evenly_spread
+from kdinterp.measures import diffroar as diffroar_measure
+from kdinterp.measures.diffroar import DiffROARParams
+from kdinterp.measures.diffroar.evaluator import (
+    EvaluatorSettings,
+    apply_keep,
+    diffroar,
+    keep_masks,
+    pixel_order,
+    train_evaluator,
+)
+from kdinterp.measures.registry import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,24 +119,26 @@ def test_params_are_range_checked(changes, match) -> None:
 
 def test_layout_owns_the_output_path() -> None:
     kd = study.find(load_params(ROOT / "params.yaml"), "kd", 1)
-    assert str(study.Layout().diffroar(kd, study.Layout.SUMMARY)) == "outputs/diffroar/kd-1/summary.json"
+    assert str(diffroar_measure.MEASURE.path(study.Layout(), kd, diffroar_measure.SUMMARY)) == "outputs/diffroar/kd-1/summary.json"
     assert kd.stage("diffroar") == "diffroar_distilled@kd-1"
-    assert study.STAGE_MODULES["diffroar"] == "kdinterp.measures.diffroar"
+    from kdinterp.measures.registry import stage_modules
+
+    assert stage_modules()["diffroar"] == "kdinterp.measures.diffroar.compute"
 
 
 def test_stage_writes_the_summary_deterministically(tiny_folders, tmp_path) -> None:
-    from kdinterp.measures import diffroar as stage
+    from kdinterp.measures.diffroar import compute as stage
     from kdinterp.stages import training
     from tests.test_stages import tiny_params
 
     params = tiny_params(tiny_folders)
-    params = dataclasses.replace(params, diffroar=DiffROARParams(fractions=(0.25, 0.5), epochs=1, batch_size=8,
-                                                                 width=4, train_images=12))
+    params = params.with_section("diffroar", DiffROARParams(fractions=(0.25, 0.5), epochs=1, batch_size=8, width=4,
+                                                           train_images=12))
     layout = study.Layout(tmp_path / "outputs")
     model = study.find(params, "scratch", params.seeds[0])
     training.train(params, model, layout)
-    report = stage.diffroar_model(params, model, layout)
-    path = layout.diffroar(model, study.Layout.SUMMARY)
+    report = stage.diffroar_model(params, model, layout).to_json()
+    path = diffroar_measure.MEASURE.path(layout, model, diffroar_measure.SUMMARY)
     first = path.read_bytes()
     assert json.loads(first) == report and report["seed"] == model.seed and report["num_train"] == 12
     assert set(report["by_k"]) == {"0.25", "0.5"} and report["num_val"] == 12 and len(report["fill"]) == 3

@@ -6,15 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.core.config import from_mapping
-from kdinterp.dissection.engine import (ActivePixels, active_pixels, bilinear_matrix, dissect, summary, tally_table,
-                                 unit_masks, units_table)
+from kdinterp.core.params import ParamsError
+from kdinterp.dissection.broden import BrodenDataset, load_broden
+from kdinterp.dissection.engine import (
+    ActivePixels,
+    active_pixels,
+    bilinear_matrix,
+    dissect,
+    summary,
+    tally_table,
+    unit_masks,
+    units_table,
+)
 from kdinterp.dissection.tables import DissectionResult
 from kdinterp.dissection.tally import Tally
 from kdinterp.dissection.thresholds import TopQuantile, quantile_level
 from kdinterp.dissection.topimages import TopImages
-from kdinterp.core.params import DissectionParams, ParamsError
+from kdinterp.measures.dissection import DissectionParams
 from tests.conftest import write_broden
 from tests.lite_oracle import LiteRow, lite_tally
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from kdinterp.dissection.activations import ActivationStore
 from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.dissection.engine import ActivePixels, Variant, active_pixels, dissect
-from kdinterp.dissection.activations import ActivationStore
 from kdinterp.dissection.tally import Tally
 from kdinterp.dissection.variants import random_rotation
 from kdinterp.training.memory_data import to_normalized

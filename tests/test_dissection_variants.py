@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_broden
+
 from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.dissection.engine import Variant, dissect, units_table
-from kdinterp.dissection.sensitivity import _iou, best_iou, probe_bootstrap, sensitivity_table
+from kdinterp.dissection.sensitivity import SENSITIVITY_COLUMNS, _iou, best_iou, probe_bootstrap, sensitivity_table
 from kdinterp.dissection.variants import BlockCounts, random_rotation, rotate
-from kdinterp.core.study import SENSITIVITY_COLUMNS
 
 UNITS = 6
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from kdinterp.core.params import ModelParams
 from kdinterp.training.distill import LogitKD, Vanilla
 from kdinterp.training.models import build_model
-from kdinterp.core.params import ModelParams
 
 SPEC = ModelParams("resnet10", width=4, small_input=True)
 

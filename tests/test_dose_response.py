@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-
-from kdinterp.core.config import ParamsError, from_mapping
-from kdinterp.reporting.dose_response import FIGURE_FILE, README_FILE, TABLE_FILE, series, write_dose_response
-from kdinterp.core.params import Params
 from test_figures import MODELS, _raw, _write_outputs
+
+from kdinterp.core.config import ParamsError
+from kdinterp.core.params import Params
+from kdinterp.measures.registry import parse_params
+from kdinterp.reporting.dose_response import FIGURE_FILE, README_FILE, TABLE_FILE, series, write_dose_response
 
 
 def _params() -> Params:
@@ -22,7 +23,7 @@ def _params() -> Params:
         "kd_a90": {**kd, "alpha": 0.9},
         "at": {"teacher": "teacher", "method": "at", "temperature": 1.0, "alpha": 0.0},  # not logit KD: no series
     })
-    return from_mapping(Params, raw, "")
+    return parse_params(raw)
 
 
 def _models() -> dict:
@@ -52,11 +53,11 @@ def test_writes_the_table_the_figure_and_a_readme_with_the_steps(tmp_path: Path)
     readme = (tmp_path / "docs" / README_FILE).read_text()
     assert "```\nthe command\n```" in readme
     # detectors +5, +5 at every seed: both steps hold; the alpha step is 0 at every seed: inconclusive
-    assert "- detectors: holds: +5.00 (holds), +5.00 (holds)" in readme
-    assert "- detectors: inconclusive: +0.00 (inconclusive)" in readme
+    assert "- #detectors: holds: +5.00 (holds), +5.00 (holds)" in readme
+    assert "- #detectors: inconclusive: +0.00 (inconclusive)" in readme
     assert "| 8 | `kd_t8` | " in readme
 
 
 def test_without_a_series_the_profile_is_named(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="make repro PROFILE=dose_response"):
-        write_dose_response(from_mapping(Params, _raw(), ""), _write_outputs(tmp_path), tmp_path / "docs", "c")
+        write_dose_response(parse_params(_raw()), _write_outputs(tmp_path), tmp_path / "docs", "c")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kdinterp.measures import dissection, evaluation, saliency
 from tests.conftest import run_dvc as _dvc
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def project(tiny_study: Path) -> Path:
 
 def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> None:
     from kdinterp.core import study
-    from kdinterp.core.params import load_params
+    from kdinterp.measures.registry import load_params
 
     shown = _dvc(project, "metrics", "show").stdout
     layout = study.Layout(Path("outputs"))
@@ -34,10 +35,10 @@ def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> Non
     assert [m.key for m in models] == ["teacher", "scratch-0", "ls-0", "kd-0", "random_init-0", "scratch-1", "ls-1",
                                        "kd-1", "random_init-1"]
     for model in models:
-        assert str(layout.metrics(model)) in shown
-        assert str(layout.dissection(model, layout.SUMMARY)) in shown
-        assert str(layout.saliency(model, layout.SUMMARY)) in shown
-        assert (project / layout.saliency(model, layout.FIVE_BAND)).is_file()
+        assert str(evaluation.MEASURE.path(layout, model, evaluation.METRICS)) in shown
+        assert str(dissection.MEASURE.path(layout, model, dissection.SUMMARY)) in shown
+        assert str(saliency.MEASURE.path(layout, model, saliency.SUMMARY)) in shown
+        assert (project / saliency.MEASURE.path(layout, model, saliency.FIVE_BAND)).is_file()
     assert "top1" in shown and "num_detectors" in shown
     for name in ("fig1_accuracy_detectors.png", "fig_detectors_per_category.png", "fig_sensitivity.png",
                  "fig_activation_grid.png", "fig_loss_gradient_grid.png", "REPRODUCTION.md"):

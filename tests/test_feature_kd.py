@@ -13,20 +13,34 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchdistill.losses.mid_level import AuxSSKDLoss, CRDLoss, SSKDLoss
 
-from kdinterp.training import train
 from kdinterp.core.config import ParamsError
-from kdinterp.training.data import build_transform, image_folder
-from kdinterp.training.feature_kd import (CRD, FT, SSKD, AT, ATOptions, CRDOptions, FTOptions, SSKDOptions,
-                                 build_feature_distiller, feature_methods)
-from kdinterp.training.feature_kd.sskd import rotation_recognition_loss, rotations
+from kdinterp.core.params import DataParams, DistilledParams, ModelParams, OptimParams
+from kdinterp.training import methods, train
+from kdinterp.training.data import build_transform
+from kdinterp.training.feature_kd.at import AT, ATOptions
+from kdinterp.training.feature_kd.crd import CRD, CRDOptions
+from kdinterp.training.feature_kd.ft import FT, FTOptions
+from kdinterp.training.feature_kd.sskd import SSKD, SSKDOptions, rotation_recognition_loss, rotations
+from kdinterp.training.folders import image_folder
 from kdinterp.training.hooks import retain_layer
 from kdinterp.training.losses import kd_terms
+from kdinterp.training.methods import feature_methods
 from kdinterp.training.models import build_model
-from kdinterp.core.params import DataParams, ModelParams, OptimParams
 
 STUDENT = ModelParams("resnet10", width=4, small_input=True)
 TEACHER = ModelParams("resnet10", width=8, small_input=True)  # wider: adapters must bridge 32 vs 64 channels
 METHODS = feature_methods()
+
+
+def build_feature_distiller(method, student, teacher, *, temperature, alpha, options, num_classes, num_samples,
+                            where="options"):
+    """The study's builder (:func:`kdinterp.training.methods.build`) for a feature method with these settings."""
+    recipe = DistilledParams(teacher="teacher", method=method, temperature=temperature, alpha=alpha,
+                             options=options if isinstance(options, dict) else {})
+    if not isinstance(options, dict) and options is not None:  # an options object: bypass the params dict
+        return methods.METHODS[method].distiller().from_recipe(student, teacher, recipe, options, num_classes,
+                                                                num_samples)
+    return methods.build(method, student, teacher, recipe, num_classes, num_samples, where)
 CLASSES = 4
 FAST = {"at": {}, "ft": {"paraphraser_batch_size": 8, "paraphraser_epochs": 2},
         "crd": {"feat_dim": 16}, "sskd": {"ss_head_batch_size": 8, "ss_head_epochs": 2, "ss_head_milestones": [1]}}

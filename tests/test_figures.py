@@ -19,16 +19,18 @@ from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
 from kdinterp.core import study
-from kdinterp.core.config import ParamsError, from_mapping
-from kdinterp.reporting.figures import make_figures, plot_accuracy_detectors
+from kdinterp.core.config import ParamsError
 from kdinterp.core.params import Params
-from kdinterp.reporting.predictions import evaluate_predictions
-from kdinterp.reporting.reproduction import reproduction_markdown
 from kdinterp.core.statistics import t_interval
-from kdinterp.training.models import build_model, save_model
-from kdinterp.core.params import ModelParams
-from kdinterp.reporting.results import (FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE, FiguresInputError,
-                              load_run)
+from kdinterp.core.study import FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE
+from kdinterp.measures import diffroar, dissection, evaluation, similarity
+from kdinterp.measures.registry import parse_params
+from kdinterp.reporting.figures import plot_accuracy_detectors
+from kdinterp.reporting.predictions import check_predictions
+from kdinterp.reporting.reproduction import reproduction_markdown
+from kdinterp.core.records import StaleOutputError
+from kdinterp.reporting.results import load_run
+from kdinterp.stages.figures import make_figures
 
 IOU_THRESHOLD = 0.05
 SEEDS = (0, 1, 2)
@@ -95,7 +97,7 @@ def _params(paper_models: dict[str, str] | None = None, seeds: tuple[int, ...] =
         raw["controls"] = {"random_init": {}}
     if paper_models is not None:
         raw["paper_models"] = paper_models
-    return from_mapping(Params, raw, "")
+    return parse_params(raw)
 
 
 def _dump(path: Path, obj: dict) -> None:
@@ -120,47 +122,45 @@ def _write_sensitivity(path: Path, total: int, units: int) -> None:
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def _model_file(path: Path) -> None:
-    """A tiny model file whose header carries :data:`ENVIRONMENT` (figures reads the header only)."""
-    spec = ModelParams("resnet10", width=4, small_input=True)
-    save_model(build_model(spec, 2), path, spec, ["a", "b"], info={"environment": ENVIRONMENT})
-
-
 def _write_outputs(root: Path, params: Params | None = None, models: dict = MODELS) -> study.Layout:
-    """A consistent outputs/ tree for every study model: metrics, similarity, summaries, validation."""
+    """A consistent outputs/ tree for every study model, written with the measures' own records."""
     params = params or _params()
     layout = study.Layout(root)
-    similarity = {"entropy_unit": "nats", "reference_teacher": "teacher", "same_type_mass_chance": 0.087,
-                  "models": {}}
+    entries = {}
     every = study.models(params)
     for model in every:
         m = models[model.name]
         i = SEEDS.index(model.seed) if model.group.per_seed else 0
-        _dump(layout.metrics(model), {"model": model.name, "seed": model.seed, "group": model.group.kind,
-                                      "role": model.role or "", "top1": m["top1"][i], "top5": 0.95, "nll": 1.1,
-                                      "ece": 0.03, "num_images": 1200})
+        evaluation.EvaluationSummary(model=model.name, seed=model.seed, group=model.group.kind, role=model.role or "",
+                                     top1=m["top1"][i], top5=0.95, nll=1.1, ece=0.03, num_images=1200).write(
+            evaluation.MEASURE.path(layout, model, evaluation.METRICS))
         detectors = {c: counts[i] for c, counts in m["detectors"].items()}
-        _dump(layout.dissection(model, study.Layout.SUMMARY), {
-            "model": model.name, "seed": model.seed, "layer": "layer4", "num_units": m["units"], "num_images": 1500,
-            "quantile": 0.005, "iou_threshold": IOU_THRESHOLD, "num_detectors": sum(detectors.values()),
-            "num_unique_concepts": 20 + i, "detectors": detectors,
-            "unique_concepts": {c: min(n, 3) for c, n in detectors.items()},
-            "probe_bootstrap": {"replicates": 1000, "blocks": 20, "mean": sum(detectors.values()), "sd": 1.5,
-                                "low": sum(detectors.values()) - 3, "high": sum(detectors.values()) + 3}})
-        _write_sensitivity(layout.dissection(model, study.Layout.SENSITIVITY), sum(detectors.values()), m["units"])
-        _model_file(layout.model_file(model))
-        if model.group.section in study.DIFFROAR_SECTIONS:
+        total = sum(detectors.values())
+        dissection.DissectionSummary(
+            model=model.name, seed=model.seed, layer="layer4", num_units=m["units"], num_images=1500, quantile=0.005,
+            iou_threshold=IOU_THRESHOLD, num_detectors=total, num_unique_concepts=20 + i, detectors=detectors,
+            unique_concepts={c: min(n, 3) for c, n in detectors.items()},
+            probe_bootstrap=dissection.ProbeBootstrap(replicates=1000, blocks=20, mean=total, sd=1.5, low=total - 3,
+                                                      high=total + 3)).write(
+            dissection.MEASURE.path(layout, model, dissection.SUMMARY))
+        _write_sensitivity(dissection.MEASURE.path(layout, model, dissection.SENSITIVITY), total, m["units"])
+        _dump(layout.environment(model), ENVIRONMENT)
+        if diffroar.MEASURE.applies(model):
             value = m.get("diffroar", [0.1] * len(SEEDS))[i]
-            _dump(layout.diffroar(model, study.Layout.SUMMARY), {
-                "model": model.name, "seed": model.seed, "method": params.diffroar.method,
-                "by_k": {f"{k:g}": {"acc_top": 0.5 + value, "acc_bottom": 0.5, "diffroar": value}
-                         for k in params.diffroar.fractions}, "diffroar_mean": value})
-        entry = {"within_class_entropy": m["entropy"][i], "nontarget_entropy": m["entropy_b"][i],
-                 "same_type_mass": 0.3}
-        if m["agreement"] is not None:
-            entry["teacher_agreement"] = m["agreement"]
-        similarity["models"][model.key] = entry
-    _dump(layout.similarity, similarity)
+            diffroar.DiffROARSummary(
+                model=model.name, seed=model.seed, group=model.group.kind, role=model.role or "",
+                method=params.diffroar.method,
+                evaluator=diffroar.EvaluatorRecord(arch="test", epochs=1, batch_size=8, lr=0.01, seed=0, width=4),
+                num_train=10, num_val=10, fill=(0.0, 0.0, 0.0),
+                by_k={f"{k:g}": diffroar.DiffROARPoint(acc_top=0.5 + value, acc_bottom=0.5, diffroar=value)
+                      for k in params.diffroar.fractions}, diffroar_mean=value).write(
+                diffroar.MEASURE.path(layout, model, diffroar.SUMMARY))
+        entries[model.key] = similarity.ModelSimilarity(
+            within_class_entropy=m["entropy"][i], nontarget_entropy=m["entropy_b"][i], same_type_mass=0.3,
+            teacher_agreement=m["agreement"])
+    similarity.SimilaritySummary(entropy_unit="nats", reference_teacher="teacher", models=entries,
+                                 same_type_mass_chance=0.087).write(
+        similarity.MEASURE.path(layout, None, similarity.SUMMARY))
     _dump(layout.dissection_validation, {"success": True, "tables": [{}] * (3 * len(every))})
     return layout
 
@@ -231,13 +231,13 @@ def test_load_run_has_one_result_per_model_and_seed(tmp_path: Path) -> None:
                                 "ls-0", "ls-1", "ls-2"]
     kd1 = run.models["kd-1"]
     assert (kd1.name, kd1.seed, kd1.kind, kd1.role, kd1.arch) == ("kd", 1, "distilled", "kd", "resnet18, width 16")
-    assert (kd1.top1, kd1.num_detectors, kd1.detectors["object"]) == (0.636, 54, 20)
+    assert (kd1.evaluation.top1, kd1.dissection.num_detectors, kd1.dissection.detectors["object"]) == (0.636, 54, 20)
     teacher = run.models["teacher"]
     assert (teacher.seed, teacher.per_seed, teacher.arch) == (TEACHER_SEED, False, "resnet34, width 32")
     assert set(run.colors) == {"teacher", "scratch", "kd", "ls"}  # one colour per name, shared by its seeds
-    kd, scratch = run.paired("kd", "scratch", lambda m: m.num_detectors)
+    kd, scratch = run.paired("kd", "scratch", lambda m: m.dissection.num_detectors)
     assert kd.tolist() == [52, 54, 51] and scratch.tolist() == [40, 41, 39]
-    teacher_top1, kd_top1 = run.paired("teacher", "kd", lambda m: m.top1)
+    teacher_top1, kd_top1 = run.paired("teacher", "kd", lambda m: m.evaluation.top1)
     assert teacher_top1.tolist() == [0.8125] and kd_top1.tolist() == [0.655, 0.636, 0.674]
 
 
@@ -315,7 +315,8 @@ def test_one_seed_gives_no_interval_and_only_inconclusive_verdicts(tmp_path: Pat
 
 def _verdicts_for(models: dict, tmp_path: Path) -> dict[str, str]:
     params = _params()
-    return {p.pid: p.verdict for p in evaluate_predictions(load_run(params, _write_outputs(tmp_path, params, models)))}
+    run = load_run(params, _write_outputs(tmp_path, params, models))
+    return {p.pid: p.verdict for p in check_predictions(params, run) if p.pid != "P13"}
 
 
 def test_verdicts_are_computed_not_fixed(tmp_path: Path) -> None:
@@ -355,7 +356,7 @@ def test_missing_kd_summary_names_the_file_and_stage(tmp_path: Path) -> None:
     params = _params()
     layout = _write_outputs(tmp_path / "outputs")
     kd1 = study.find(params, "kd", 1)
-    layout.dissection(kd1, study.Layout.SUMMARY).unlink()
+    dissection.MEASURE.path(layout, kd1, dissection.SUMMARY).unlink()
     with pytest.raises(FileNotFoundError, match=r"dissection/kd-1/summary\.json.*dvc repro -s dissect_distilled@kd-1"):
         make_figures(params, layout, tmp_path / "paper_figures")
     assert not (tmp_path / "paper_figures" / REPRODUCTION_FILE).exists()
@@ -363,8 +364,8 @@ def test_missing_kd_summary_names_the_file_and_stage(tmp_path: Path) -> None:
 
 def test_missing_metrics_names_the_evaluate_stage(tmp_path: Path) -> None:
     layout = _write_outputs(tmp_path)
-    layout.metrics(study.find(_params(), "scratch", 2)).unlink()
-    with pytest.raises(FileNotFoundError, match=r"metrics/scratch-2\.json.*evaluate_student@scratch-2"):
+    evaluation.MEASURE.path(layout, study.find(_params(), "scratch", 2), evaluation.METRICS).unlink()
+    with pytest.raises(FileNotFoundError, match=r"evaluation/scratch-2/metrics\.json.*evaluate_student@scratch-2"):
         load_run(_params(), layout)
 
 
@@ -376,18 +377,18 @@ def test_missing_role_is_an_error(tmp_path: Path) -> None:
 
 def test_stale_dissection_threshold_is_an_error(tmp_path: Path) -> None:
     layout = _write_outputs(tmp_path)
-    path = layout.dissection(study.find(_params(), "ls", 0), study.Layout.SUMMARY)
+    path = dissection.MEASURE.path(layout, study.find(_params(), "ls", 0), dissection.SUMMARY)
     _dump(path, {**json.loads(path.read_text()), "iou_threshold": 0.04})
-    with pytest.raises(FiguresInputError, match=r"ls-0/summary\.json: iou_threshold 0\.04.*dissect_student@ls-0"):
+    with pytest.raises(StaleOutputError, match=r"ls-0/summary\.json: iou_threshold 0\.04.*dissect_student@ls-0"):
         load_run(_params(), layout)
 
 
 def test_metrics_of_another_seed_are_stale(tmp_path: Path) -> None:
     layout = _write_outputs(tmp_path)
-    path = layout.metrics(study.find(_params(), "kd", 2))
+    path = evaluation.MEASURE.path(layout, study.find(_params(), "kd", 2), evaluation.METRICS)
     _dump(path, {**json.loads(path.read_text()), "seed": 0})
-    with pytest.raises(FiguresInputError,
-                       match=r"kd-2\.json: seed 0 differs from kd-2's seed 2.*evaluate_distilled@kd-2"):
+    with pytest.raises(StaleOutputError,
+                       match=r"kd-2/metrics\.json: seed 0 differs from kd-2's seed 2.*evaluate_distilled@kd-2"):
         load_run(_params(), layout)
 
 
@@ -402,7 +403,7 @@ def _all_students_params() -> Params:
                         "at": {"teacher": "teacher", "method": "at", "alpha": 0.0},
                         "at_kd": {"teacher": "teacher", "method": "at", "alpha": 0.5}}
     raw["self_distilled"] = {"self_kd": {"teacher": "scratch"}}
-    return from_mapping(Params, raw, "")
+    return parse_params(raw)
 
 
 def test_p8_to_p11_are_checked_when_their_models_exist(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ import pytest
 import torch
 import torchvision
 
+from kdinterp.core.params import ModelParams
+from kdinterp.measures.registry import load_params
 from kdinterp.training.hooks import retain_layer
 from kdinterp.training.models import CheckpointError, build_model, load_model, save_model
-from kdinterp.core.params import ModelParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

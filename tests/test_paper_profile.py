@@ -1,7 +1,7 @@
 """profiles/paper.yaml end to end: `dvc repro` of its stages on tiny ImageNet- and broden1_224-format fixtures.
 
 The project is this checkout's pipeline (tests/tiny_study.py's copy_checkout and init_project) with
-the real profile applied by kdinterp.core.profiles, and three fixtures in the places the profile names:
+the real profile applied by kdinterp.workflow.profiles, and three fixtures in the places the profile names:
 a 3-class ImageFolder of 224 px images (data/imagenet/{train,val}), a 10-image Broden directory in
 the broden1_224 layout (data/broden1_224: 224 px JPEGs, 112 px segmentation PNGs, every category),
 and a torchvision resnet34 state_dict with random weights (pretrained/resnet34-b627a593.pth).
@@ -23,6 +23,7 @@ import torchvision
 import yaml
 from safetensors.torch import load_file
 
+from kdinterp.measures import dissection, evaluation
 from tests.conftest import run_dvc, tool_env, write_broden, write_image_folder
 
 pytestmark = pytest.mark.slow
@@ -85,7 +86,7 @@ def _write_weights(path: Path, seed: int) -> dict[str, torch.Tensor]:
 
 def make_paper_project(root: Path) -> Path:
     """Write the project into ``root`` (created): checkout, profile + OVERRIDES, fixtures, git and DVC."""
-    from kdinterp.core.profiles import apply_profile
+    from kdinterp.workflow.profiles import apply_profile
     from tests.tiny_study import copy_checkout, init_project
 
     copy_checkout(root)
@@ -114,8 +115,8 @@ def paper_project(tmp_path_factory) -> Path:
 
 def test_paper_profile_runs_end_to_end_on_format_fixtures(paper_project: Path) -> None:
     from kdinterp.core import study
+    from kdinterp.measures.registry import load_params
     from kdinterp.training.models import read_header
-    from kdinterp.core.params import load_params
 
     root = paper_project
     params = load_params(root / "params.yaml")
@@ -143,12 +144,12 @@ def test_paper_profile_runs_end_to_end_on_format_fixtures(paper_project: Path) -
 
     # Every model: metrics on the 6 val images, and a dissection of layer4 on the 10 probe images at 224 px.
     for model in models:
-        metrics = yaml.safe_load(layout.metrics(model).read_text())
+        metrics = yaml.safe_load(evaluation.MEASURE.path(layout, model, evaluation.METRICS).read_text())
         assert 0.0 <= metrics["top1"] <= 1.0, model.key
-        summary = yaml.safe_load(layout.dissection(model, layout.SUMMARY).read_text())
+        summary = yaml.safe_load(dissection.MEASURE.path(layout, model, dissection.SUMMARY).read_text())
         assert (summary["num_units"], summary["num_images"], summary["quantile"], summary["iou_threshold"]) == (
             512, 10, 0.005, 0.05), model.key
-        with np.load(layout.dissection(model, layout.TOP_IMAGES)) as top:
+        with np.load(dissection.MEASURE.path(layout, model, dissection.TOP_IMAGES)) as top:
             assert top["maps"].shape[0] == 512 and top["maps"].shape[2:] == (7, 7), model.key  # 224 px / 32
     data_report = yaml.safe_load((root / "outputs" / "validation" / "data.json").read_text())
     assert data_report["success"] and data_report["world_dir"] is None
@@ -172,9 +173,9 @@ def test_the_weights_file_is_a_dvc_dependency_of_the_teacher(paper_project: Path
 def test_bad_weights_files_get_one_line_naming_the_param(paper_project: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from kdinterp.core import study
-    from kdinterp.training.models import CheckpointError
-    from kdinterp.core.params import load_params
+    from kdinterp.measures.registry import load_params
     from kdinterp.stages.training import train
+    from kdinterp.training.models import CheckpointError
 
     monkeypatch.chdir(paper_project)
     params = load_params("params.yaml")

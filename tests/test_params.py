@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from kdinterp.core import study
-from kdinterp.core.params import ParamsError, load_params
-from kdinterp.core.profiles import apply_profile
+from kdinterp.core.params import ParamsError
+from kdinterp.measures.registry import load_params
+from kdinterp.workflow.profiles import apply_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def test_typo_names_the_key_and_suggests_the_fix(tmp_path: Path) -> None:
     (lambda p: p.update(seeds=[]), r"seeds: give at least one seed"),
     (lambda p: p.update(seed=0), r"seed: unknown key \(did you mean 'seeds'\?\)"),
     (lambda p: p["teachers"]["teacher"]["model"].update(arch="vgg16"), r"'vgg16' is not one of"),
-    (lambda p: p.pop("dissection"), r"dissection: required key is missing"),
+    (lambda p: p.pop("dissection"), r"dissection: required section is missing"),
 ])
 def test_bad_values_are_refused(tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(ParamsError, match=message):
@@ -92,7 +93,9 @@ def test_all_students_profile_has_every_method_with_and_without_logit_kd(tmp_pat
     apply_profile(ROOT / "profiles" / "all_students.yaml", target)
     params = _load(target)
     methods = {spec.method for spec in params.distilled.values()}
-    assert methods == set(study.METHODS) - {"ce"}
+    from kdinterp.training.methods import METHODS
+
+    assert methods == set(METHODS) - {"ce"}
     assert {spec.teacher for spec in params.self_distilled.values()} <= set(params.students)
     for method in methods - {"kd"}:
         alphas = {spec.alpha > 0 for spec in params.distilled.values() if spec.method == method}

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdinterp.core.remote import PLACEHOLDER, RemoteError, check, url_is_set
+from kdinterp.measures import dissection, evaluation
+from kdinterp.workflow.remote import PLACEHOLDER, RemoteError, check, url_is_set
 from tests.conftest import BIN, git, run_dvc, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,13 +109,13 @@ def test_publish_then_pull_into_a_fresh_clone_reruns_no_stage(published: Path, s
     assert not (fresh / "outputs" / "checkpoints").exists()  # resume state is not needed to be up to date
 
     from kdinterp.core import study
+    from kdinterp.measures.registry import load_params
     from kdinterp.training.models import load_model
-    from kdinterp.core.params import load_params
 
     shown = _dvc(fresh, "metrics", "show").stdout
     layout = study.Layout()
     every = study.models(load_params(fresh / "params.yaml"))
-    assert all(str(layout.metrics(m)) in shown and str(layout.dissection(m, layout.SUMMARY)) in shown for m in every)
+    assert all(str(evaluation.MEASURE.path(layout, m, evaluation.METRICS)) in shown and str(dissection.MEASURE.path(layout, m, dissection.SUMMARY)) in shown for m in every)
     plots = _dvc(fresh, "plots", "show", "--json").stdout
     assert all(str(layout.history(m)) in plots for m in every if m.group.trained)
     net, header = load_model(fresh / layout.model_file(every[1]))  # safetensors: weights only, never unpickled

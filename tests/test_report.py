@@ -13,15 +13,20 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import write_broden  # tests/ is on sys.path (pytest rootdir conftest)
 from PIL import Image
 from typer.testing import CliRunner
 
-from kdinterp.core import study
 from kdinterp.cli import app
+from kdinterp.core import study
 from kdinterp.core.io import write_json
-from kdinterp.core.params import Params, load_params
-from kdinterp.reporting.report import DIM, GAP, ReportInputError, write_report
-from conftest import write_broden  # tests/ is on sys.path (pytest rootdir conftest)
+from kdinterp.core.params import Params
+from kdinterp.measures import dissection
+from kdinterp.measures.registry import load_params
+from kdinterp.core.records import StaleOutputError
+from kdinterp.reporting.dissections import ReportInputError
+from kdinterp.reporting.strips import DIM, GAP
+from kdinterp.stages.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE = 16
@@ -82,19 +87,18 @@ def _write_dissection(directory: Path, model: study.Model, units: list[tuple[str
         table[f"{c}_concept"] = np.where(table["category"] == c, table["concept"], "")
         table[f"{c}_iou"] = np.where(table["category"] == c, table["iou"], 0.0)
     directory.mkdir(parents=True)
-    table.to_csv(directory / study.Layout.UNITS, index=False)
+    table.to_csv(directory / dissection.UNITS.name, index=False)
     detectors = table[table["detector"]]
-    write_json(directory / study.Layout.SUMMARY, {
-        "model": model.name, "seed": model.seed, "layer": "layer4", "num_units": len(units), "num_images": 6,
-        "quantile": 0.005,
-        "iou_threshold": iou_threshold, "num_detectors": len(detectors),
-        "num_unique_concepts": detectors["concept"].nunique(),
-        "detectors": {c: int((detectors["category"] == c).sum()) for c in CATEGORIES},
-        "unique_concepts": {c: int(detectors.loc[detectors["category"] == c, "concept"].nunique())
-                            for c in CATEGORIES},
-    })
-    np.save(directory / study.Layout.THRESHOLDS, np.full(len(units), THRESHOLD, dtype=np.float32))
-    np.savez(directory / study.Layout.TOP_IMAGES, image_index=image_index.astype(np.int64),
+    dissection.DissectionSummary(
+        model=model.name, seed=model.seed, layer="layer4", num_units=len(units), num_images=6, quantile=0.005,
+        iou_threshold=iou_threshold, num_detectors=len(detectors),
+        num_unique_concepts=int(detectors["concept"].nunique()),
+        detectors={c: int((detectors["category"] == c).sum()) for c in CATEGORIES},
+        unique_concepts={c: int(detectors.loc[detectors["category"] == c, "concept"].nunique()) for c in CATEGORIES},
+        probe_bootstrap=dissection.ProbeBootstrap(replicates=2, blocks=2, mean=1.0, sd=0.0, low=1.0, high=1.0),
+    ).write(directory / dissection.SUMMARY.name)
+    np.save(directory / dissection.THRESHOLDS.name, np.full(len(units), THRESHOLD, dtype=np.float32))
+    np.savez(directory / dissection.TOP_IMAGES.name, image_index=image_index.astype(np.int64),
              max_activation=maps.reshape(*maps.shape[:2], -1).max(-1), maps=maps)
 
 
@@ -106,8 +110,8 @@ def run(tmp_path: Path) -> tuple[Params, study.Layout, Path]:
     params = dataclasses.replace(
         base, seeds=SEEDS, teachers={}, distilled={}, self_distilled={}, controls={},
         students={"scratch": base.students["scratch"], "ls": base.students["ls"]},
-        paper_models={"scratch": "scratch", "ls": "ls"},
-        dissection=dataclasses.replace(base.dissection, broden_dir=str(probe), categories=CATEGORIES))
+        paper_models={"scratch": "scratch", "ls": "ls"}).with_section(
+        "dissection", dataclasses.replace(base.dissection, broden_dir=str(probe), categories=CATEGORIES))
     layout = study.Layout(tmp_path / "outputs")
     rng = np.random.default_rng(0)
     for model in study.models(params):
@@ -118,7 +122,7 @@ def run(tmp_path: Path) -> tuple[Params, study.Layout, Path]:
             maps[1, 0] = [[1, 0.4], [0, 0]]
             maps[1, 1] = [[0, 1], [0, 0]]
             index[1] = [0, 5]
-        _write_dissection(layout.dissection(model), model, units, maps, index)
+        _write_dissection(layout.measure("dissection", model), model, units, maps, index)
     return params, layout, tmp_path / "report"
 
 
@@ -259,7 +263,7 @@ def test_same_inputs_give_the_same_bytes(run, report: Path) -> None:
 
 def test_missing_top_images_names_the_file_and_the_stage(run) -> None:
     params, layout, out = run
-    layout.dissection(study.find(params, "ls", 1), study.Layout.TOP_IMAGES).unlink()
+    dissection.MEASURE.path(layout, study.find(params, "ls", 1), dissection.TOP_IMAGES).unlink()
     with pytest.raises(FileNotFoundError, match=r"ls-1/top_images\.npz: .*stage dissect_student@ls-1"):
         write_report(params, layout, out)
     assert not out.exists()
@@ -267,15 +271,15 @@ def test_missing_top_images_names_the_file_and_the_stage(run) -> None:
 
 def test_summary_of_another_seed_is_stale(run) -> None:
     params, layout, out = run
-    path = layout.dissection(study.find(params, "scratch", 1), study.Layout.SUMMARY)
+    path = dissection.MEASURE.path(layout, study.find(params, "scratch", 1), dissection.SUMMARY)
     write_json(path, {**json.loads(path.read_text()), "seed": 0})
-    with pytest.raises(ReportInputError, match=r"scratch-1/summary\.json: seed 0 differs from scratch-1's seed 1"):
+    with pytest.raises(StaleOutputError, match=r"scratch-1/summary\.json: seed 0 differs from scratch-1's seed 1"):
         write_report(params, layout, out)
 
 
 def test_top_images_from_another_probe_set_is_an_error(run) -> None:
     params, layout, out = run
-    path = layout.dissection(study.find(params, "scratch", 0), study.Layout.TOP_IMAGES)
+    path = dissection.MEASURE.path(layout, study.find(params, "scratch", 0), dissection.TOP_IMAGES)
     with np.load(path) as npz:
         arrays = dict(npz)
     arrays["image_index"][0, 0] = 6
@@ -288,10 +292,10 @@ runner = CliRunner()
 
 
 def test_cli_forwards_its_options(monkeypatch) -> None:
-    import kdinterp.reporting.report
+    import kdinterp.stages.report
 
     calls = []
-    monkeypatch.setattr(kdinterp.reporting.report, "write_report", lambda *args: calls.append(args))
+    monkeypatch.setattr(kdinterp.stages.report, "write_report", lambda *args: calls.append(args))
     result = runner.invoke(app, ["report", "--outputs", "o", "--out", "r", "--params", str(ROOT / "params.yaml")])
     assert result.exit_code == 0, result.output
     (params, layout, out), = calls
@@ -302,7 +306,7 @@ def test_cli_missing_input_exits_1_with_the_file(run, monkeypatch) -> None:
     import kdinterp.cli
 
     params, layout, out = run
-    layout.dissection(study.find(params, "scratch", 0), study.Layout.TOP_IMAGES).unlink()
+    dissection.MEASURE.path(layout, study.find(params, "scratch", 0), dissection.TOP_IMAGES).unlink()
     monkeypatch.setattr(kdinterp.cli, "_params", lambda path: params)
     result = runner.invoke(app, ["report", "--outputs", str(layout.root), "--out", str(out)])
     assert result.exit_code == 1, result.output

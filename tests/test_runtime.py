@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from kdinterp.core import runtime
-from kdinterp.training.models import build_model
 from kdinterp.core.params import ModelParams
+from kdinterp.training.models import build_model
 
 WRITTEN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KDINTERP_THREADS", *runtime.PINNED_DEFAULTS, *runtime.PORTABLE_ISA)
 

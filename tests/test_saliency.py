@@ -12,11 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from kdinterp.measures import attribution, five_band
+from kdinterp.core import study
 
 # --------------------------------------------------------------------------- five-band scores on 8x8 maps
-
-from kdinterp.core import study
+from kdinterp.measures import saliency
+from kdinterp.measures.registry import parse_params
+from kdinterp.measures.saliency import attribution, five_band
 
 
 def _truth() -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +140,10 @@ def test_grad_cam_puts_all_its_mass_on_the_one_cell_the_logit_reads() -> None:
     assert twice[0, 0, 0, 0] == pytest.approx(3.0 / 16)
 
 
-@pytest.mark.parametrize("method", attribution.METHODS)
+@pytest.mark.parametrize("method", saliency.METHODS)
 def test_every_method_returns_non_negative_input_sized_maps(method: str) -> None:
-    from kdinterp.training.models import build_model
     from kdinterp.core.params import ModelParams
+    from kdinterp.training.models import build_model
 
     torch.manual_seed(0)
     net = build_model(ModelParams("resnet10", width=4, small_input=True), 3)
@@ -179,7 +180,8 @@ def test_activation_map_and_overlay() -> None:
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory) -> Path:
     from kdinterp.core.config import from_mapping
-    from kdinterp.world import WorldParams, generate_world
+    from kdinterp.core.params import WorldParams
+    from kdinterp.world.generate import generate_world
     from tests.tiny_study import TINY_WORLD
 
     root = tmp_path_factory.mktemp("world") / "concept_world"
@@ -190,10 +192,8 @@ def tiny_world(tmp_path_factory) -> Path:
 def test_stage_writes_the_layout_files(tiny_world: Path, tmp_path: Path) -> None:
     import yaml
 
-    from kdinterp.core.config import from_mapping
-    from kdinterp.core.params import Params
+    from kdinterp.measures.saliency.compute import saliency_model
     from kdinterp.stages import training
-    from kdinterp.measures.saliency import saliency_model
     from tests.tiny_study import TINY_MODEL
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
@@ -202,20 +202,20 @@ def test_stage_writes_the_layout_files(tiny_world: Path, tmp_path: Path) -> None
     raw["student_recipe"] = TINY_MODEL
     raw["saliency"].update(ground_truth_dir=str(tiny_world / "saliency" / "val"), num_images=6, grid_images=3,
                            smoothgrad_samples=2)
-    params = from_mapping(Params, raw, "")
+    params = parse_params(raw)
     layout = study.Layout(tmp_path)
     model = study.find(params, "random_init", params.seeds[0])
     training.train(params, model, layout)  # a control: writes its initial weights, no training
     summary = saliency_model(params, model, layout)
-    table = pd.read_csv(layout.saliency(model, study.Layout.FIVE_BAND))
-    assert list(table.columns) == list(study.FIVE_BAND_COLUMNS) and list(table["method"]) == list(attribution.METHODS)
+    table = pd.read_csv(saliency.MEASURE.path(layout, model, saliency.FIVE_BAND))
+    assert list(table.columns) == list(saliency.FIVE_BAND_COLUMNS) and list(table["method"]) == list(saliency.METHODS)
     assert (table["num_images"] == 6).all() and table[["pixel_acc", "fpr"]].apply(lambda c: c.between(0, 1)).all().all()
-    written = json.loads(layout.saliency(model, study.Layout.SUMMARY).read_text())
-    assert written == json.loads(json.dumps(summary)) and written["num_images"] == 6
-    assert set(written["five_band"]) == set(attribution.METHODS)
+    written = json.loads(saliency.MEASURE.path(layout, model, saliency.SUMMARY).read_text())
+    assert written == summary.to_json() and written["num_images"] == 6
+    assert set(written["five_band"]) == set(saliency.METHODS)
     assert 0 <= written["object_mass"]["loss_gradient"] <= 1 and 0 <= written["object_mass"]["activation"] <= 1
-    with np.load(layout.saliency(model, study.Layout.MAPS)) as maps:
+    with np.load(saliency.MEASURE.path(layout, model, saliency.MAPS)) as maps:
         assert maps["images"].shape == (3, 3, 16, 16) and maps["images"].dtype == np.uint8
         assert maps["object"].shape == (3, 16, 16) and maps["object"].any()
-        assert all(maps[k].shape == (3, 16, 16) for k in (*attribution.METHODS, "loss_gradient", "activation"))
+        assert all(maps[k].shape == (3, 16, 16) for k in (*saliency.METHODS, "loss_gradient", "activation"))
         assert maps["index"].tolist() == [0, 6, 15]  # 3 of the 6 chosen of 16 val images, spread evenly

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,14 @@ import pytest
 from PIL import Image
 
 from kdinterp.core import study
-from kdinterp.core.config import from_mapping
-from kdinterp.reporting.figures import make_figures
 from kdinterp.core.params import Params
-from kdinterp.reporting.predictions import saliency_predictions
-from kdinterp.reporting.results import FiguresInputError, REPRODUCTION_FILE, load_run
-from kdinterp.measures.attribution import METHODS
-from kdinterp.reporting.grids import ACTIVATION_GRID_FILE, GRADIENT_GRID_FILE
+from kdinterp.core.study import ACTIVATION_GRID_FILE, GRADIENT_GRID_FILE, REPRODUCTION_FILE
+from kdinterp.measures import saliency
+from kdinterp.measures.registry import parse_params
+from kdinterp.measures.saliency import METHODS
+from kdinterp.reporting.predictions import check_predictions
+from kdinterp.reporting.results import FiguresInputError, load_run
+from kdinterp.stages.figures import make_figures
 from tests.test_figures import SEEDS, _raw, _verdicts, _write_outputs
 
 #: Per model, per seed: Grad-CAM pixel accuracy, FPR, loss-gradient and activation object mass.
@@ -33,7 +33,7 @@ SIZE, GRID = 8, 3
 def _params() -> Params:
     raw = _raw()
     raw["saliency"] = {"ground_truth_dir": "data/w/saliency/val"}
-    return from_mapping(Params, raw, "")
+    return parse_params(raw)
 
 
 def _write_saliency(layout: study.Layout, params: Params, index: list[int] | None = None) -> None:
@@ -41,14 +41,14 @@ def _write_saliency(layout: study.Layout, params: Params, index: list[int] | Non
     for model in study.models(params):
         acc, fpr, grad, act = SALIENCY[model.name]
         i = SEEDS.index(model.seed) if model.group.per_seed else 0
-        scores = {"pixel_acc": acc[i], "precision": 0.5, "recall": 0.5, "fpr": fpr[i]}
-        summary = {"model": model.name, "seed": model.seed, "five_band": {m: scores for m in METHODS},
-                   "object_mass": {"loss_gradient": grad[i], "activation": act[i], **{m: 0.5 for m in METHODS}}}
-        path = layout.saliency(model, study.Layout.SUMMARY)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary))
+        scores = saliency.FiveBandScores(pixel_acc=acc[i], precision=0.5, recall=0.5, fpr=fpr[i])
+        saliency.SaliencySummary(model=model.name, seed=model.seed, group=model.group.kind, role=model.role or "",
+                                 num_images=12, thresholds=(-0.7, -0.3, 0.3, 0.7),
+                                 five_band={m: scores for m in METHODS},
+                                 object_mass={"loss_gradient": grad[i], "activation": act[i], **{m: 0.5 for m in METHODS}}
+                                 ).write(saliency.MEASURE.path(layout, model, saliency.SUMMARY))
         maps = {k: rng.random((GRID, SIZE, SIZE), dtype=np.float32) for k in (*METHODS, "loss_gradient", "activation")}
-        np.savez(layout.saliency(model, study.Layout.MAPS), index=np.array(index or [0, 5, 9]),
+        np.savez(saliency.MEASURE.path(layout, model, saliency.MAPS), index=np.array(index or [0, 5, 9]),
                  images=rng.integers(0, 256, (GRID, 3, SIZE, SIZE), dtype=np.uint8), **maps)
 
 
@@ -56,7 +56,8 @@ def test_p12_p14_verdicts_grids_and_table(tmp_path: Path) -> None:
     params = _params()
     layout = _write_outputs(tmp_path / "outputs", params)
     _write_saliency(layout, params)
-    verdicts = {p.pid: p.verdict for p in saliency_predictions(params, load_run(params, layout))}
+    verdicts = {p.pid: p.verdict for p in check_predictions(params, load_run(params, layout))
+                if p.pid in ("P12", "P14a", "P14b")}
     assert verdicts == {"P12": "holds", "P14a": "inconclusive", "P14b": "contradicted"}
     make_figures(params, layout, tmp_path / "paper_figures")
     markdown = (tmp_path / "paper_figures" / REPRODUCTION_FILE).read_text(encoding="utf-8")
@@ -69,8 +70,9 @@ def test_p12_p14_verdicts_grids_and_table(tmp_path: Path) -> None:
 
 
 def test_without_a_saliency_section_nothing_is_predicted(tmp_path: Path) -> None:
-    params = from_mapping(Params, _raw(), "")
-    assert saliency_predictions(params, load_run(params, _write_outputs(tmp_path, params))) == []
+    params = parse_params(_raw())
+    checked = {p.pid for p in check_predictions(params, load_run(params, _write_outputs(tmp_path, params)))}
+    assert not checked & {"P12", "P14a", "P14b"}
 
 
 def test_missing_or_mismatched_saliency_outputs_name_the_stage(tmp_path: Path) -> None:
@@ -80,7 +82,7 @@ def test_missing_or_mismatched_saliency_outputs_name_the_stage(tmp_path: Path) -
         load_run(params, layout)
     _write_saliency(layout, params)
     kd = study.find(params, "kd", SEEDS[0])
-    np.savez(layout.saliency(kd, study.Layout.MAPS), index=np.array([1, 2, 3]),
+    np.savez(saliency.MEASURE.path(layout, kd, saliency.MAPS), index=np.array([1, 2, 3]),
              images=np.zeros((GRID, 3, SIZE, SIZE), np.uint8), activation=np.zeros((GRID, SIZE, SIZE), np.float32),
              loss_gradient=np.zeros((GRID, SIZE, SIZE), np.float32))
     with pytest.raises(FiguresInputError, match="other validation images"):

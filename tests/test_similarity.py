@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from kdinterp.measures.class_similarity import (chance_same_group_mass, class_mean_probs, nontarget_entropy, same_group_mass,
-                                 similarity_agreement, within_class_entropy)
+from kdinterp.measures.similarity.scores import (
+    chance_same_group_mass,
+    class_mean_probs,
+    nontarget_entropy,
+    same_group_mass,
+    similarity_agreement,
+    within_class_entropy,
+)
 
 
 def test_class_mean_probs_and_entropy_by_hand() -> None:

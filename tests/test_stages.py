@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from kdinterp.core import study
-from kdinterp.core.config import from_mapping
-from kdinterp.training.models import CheckpointError, build_model, load_model, read_header, save_model
 from kdinterp.core.params import ModelParams, Params
+from kdinterp.measures.registry import parse_params
 from kdinterp.stages import training
+from kdinterp.training.models import CheckpointError, build_model, load_model, read_header, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": {"arch": "resnet10", "width": 4, "small_input": True},
@@ -31,7 +31,7 @@ def tiny_params(folders: dict[str, Path], distilled: dict | None = None, seeds: 
         raw["seeds"] = seeds
     if distilled is not None:
         raw["distilled"] = {**raw["distilled"], **distilled}
-    params = from_mapping(Params, raw, "")
+    params = parse_params(raw)
     study.check(params)
     return params
 
@@ -50,7 +50,8 @@ def test_teacher_then_kd_student(tiny_folders, tmp_path: Path) -> None:
     assert history[0].startswith("epoch,lr,loss_ce,loss_kd,loss,train_top1,val_top1") and len(history) == 2
     info = read_header(layout.model_file(kd))["info"]
     assert info["seed"] == params.seeds[0] and info["method"] == "kd" and "teacher_sha256" in info
-    assert {"torch", "threads"} <= set(info["environment"])
+    assert "environment" not in info  # the weights file holds no machine facts: they are in the sidecar
+    assert {"torch", "threads"} <= set(json.loads(layout.environment(kd).read_text()))
 
 
 def test_students_of_one_seed_start_alike_and_seeds_differ(tiny_folders, tmp_path: Path, monkeypatch) -> None:

@@ -7,8 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from kdinterp.core.statistics import (CONTRADICTED, HOLDS, INCONCLUSIVE, combine, mean_sd, monotone, paired_difference,
-                                 t_interval, verdict)
+from kdinterp.core.statistics import (
+    CONTRADICTED,
+    HOLDS,
+    INCONCLUSIVE,
+    combine,
+    mean_sd,
+    monotone,
+    paired_difference,
+    t_interval,
+    verdict,
+)
 
 #: t quantiles t_{0.975, df} from a printed table (e.g. NIST/SEMATECH e-Handbook §1.3.6.7.2).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}

@@ -10,7 +10,9 @@ import pytest
 
 from kdinterp.core import codedeps, study
 from kdinterp.core.config import ParamsError
-from kdinterp.core.params import DistilledParams, load_params
+from kdinterp.core.params import DistilledParams
+from kdinterp.measures import evaluation
+from kdinterp.measures.registry import MEASURES, load_params, stage_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +30,8 @@ def dvc_stages() -> dict:
     with Repo(str(ROOT)) as repo:
         return {stage.addressing: {"cmd": stage.cmd, "deps": [str(d.def_path) for d in stage.deps],
                                    "outs": [str(o.def_path) for o in stage.outs],
-                                   "cached": {str(o.def_path): o.use_cache for o in stage.outs}}
+                                   "cached": {str(o.def_path): o.use_cache for o in stage.outs},
+                                   "metric": {str(o.def_path): bool(o.metric) for o in stage.outs}}
                 for stage in repo.index.stages if stage.addressing != "data.dvc"}
 
 
@@ -67,8 +70,12 @@ def test_self_distillation_takes_the_student_of_the_same_seed(params) -> None:
     ({"paper_models": {"kd": "nope"}}, "paper_models.kd: 'nope'"),
 ])
 def test_cross_checks_name_the_key(params, change, message) -> None:
+    from kdinterp.training import methods
+
     with pytest.raises(ParamsError, match=re.escape(message)):
-        study.check(dataclasses.replace(params, **change))
+        changed = dataclasses.replace(params, **change)
+        study.check(changed)
+        methods.check(changed)
 
 
 def test_unknown_model_is_named(params) -> None:
@@ -77,45 +84,60 @@ def test_unknown_model_is_named(params) -> None:
 
 
 def test_method_table_builds_every_method_with_one_signature(params) -> None:
+    from kdinterp.core.params import ModelParams
+    from kdinterp.training import methods
     from kdinterp.training.distill import Distiller
     from kdinterp.training.models import build_model
-    from kdinterp.core.params import ModelParams
 
     arch = ModelParams("resnet10", width=4, small_input=True)
-    for name, method in study.METHODS.items():
-        recipe = (params.students["ls"] if name == "ce"
-                  else DistilledParams(teacher="teacher", method=name, alpha=0.5))
-        group = study.GROUPS[1] if name == "ce" else study.GROUPS[2]
-        model = study.Model("m", group, 0, arch, params.student_recipe.optim, name, recipe)
+    for name, method in methods.METHODS.items():
+        recipe = params.students["ls"] if name == "ce" else DistilledParams(teacher="teacher", method=name, alpha=0.5)
         teacher = None if name == "ce" else build_model(arch, 3)
-        distiller = method.build(build_model(arch, 3), teacher, model, 3, 12)
-        assert isinstance(distiller, Distiller), name
-        assert (study.resolve(method.distiller) is type(distiller)) if method.distiller else True
+        distiller = methods.build(name, build_model(arch, 3), teacher, recipe, 3, 12)
+        assert isinstance(distiller, Distiller) and type(distiller) is method.distiller(), name
+
+
+def _expected_outputs(params) -> dict[str, dict[str, tuple[bool, bool]]]:
+    """Stage -> {output path: (cached, metric)}, from the study contract and the measure registry."""
+    layout = study.Layout()
+    expected: dict[str, dict[str, tuple[bool, bool]]] = {}
+    for model in study.models(params):
+        outs = {str(layout.model_file(model)): (True, False), str(layout.environment(model)): (False, False)}
+        if model.group.trained:
+            outs[str(layout.history(model))] = (False, False)
+        expected[model.stage("train")] = outs
+        for measure in MEASURES:
+            if measure.per_model and measure.applies(model):
+                expected[measure.stage_of(model)] = {str(measure.path(layout, model, o)): (o.cache, o.metric)
+                                                     for o in measure.outputs}
+    for measure in MEASURES:
+        if not measure.per_model:
+            expected[measure.stage] = {str(measure.path(layout, None, o)): (o.cache, o.metric) for o in measure.outputs}
+    expected["validate"] = {str(layout.dissection_validation): (False, False)}
+    expected["validate_data"] = {str(layout.data_validation): (False, False)}
+    expected["figures"] = {str(study.FIGURES_DIR / name): (False, False) for name in study.FIGURE_FILES}
+    expected["report"] = {"outputs/report": (True, False)}
+    return expected
 
 
 def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc_stages) -> None:
-    layout = study.Layout()
-    expected = {}
-    for model in study.models(params):
-        expected[model.stage("train")] = [str(layout.model_file(model))] + (
-            [str(layout.history(model))] if model.group.trained else [])
-        expected[model.stage("evaluate")] = [str(layout.predictions(model)), str(layout.metrics(model))]
-        expected[model.stage("dissect")] = [str(layout.dissection(model, f)) for f in layout.DISSECTION_FILES]
-        expected[model.stage("saliency")] = [str(layout.saliency(model, f)) for f in layout.SALIENCY_FILES]
-        if model.group.section in study.DIFFROAR_SECTIONS:
-            expected[model.stage("diffroar")] = [str(layout.diffroar(model, f)) for f in layout.DIFFROAR_FILES]
-    per_model = {name: stage for name, stage in dvc_stages.items() if "@" in name}
-    assert set(per_model) == set(expected)
+    """Every stage of dvc.yaml, and every output with its cache and metric flags, is the registry's and the layout's."""
+    expected = _expected_outputs(params)
+    assert set(dvc_stages) == set(expected)
     for name, outs in expected.items():
-        assert sorted(per_model[name]["outs"]) == sorted(outs), name
+        found = {path: (dvc_stages[name]["cached"][path], dvc_stages[name]["metric"][path])
+                 for path in dvc_stages[name]["outs"]}
+        assert found == outs, name
+    layout = study.Layout()
     for model in study.models(params):
         if model.teacher is not None:
             teacher_file = layout.model_file(model.teacher)
             deps = dvc_stages[model.stage("train")]["deps"]
             assert any(teacher_file == Path(d) or Path(d) in teacher_file.parents for d in deps), model.key
-    assert dvc_stages["validate"]["outs"] == [str(layout.dissection_validation)]
-    assert dvc_stages["validate_data"]["outs"] == [str(layout.data_validation)]
-    assert str(layout.similarity) in dvc_stages["similarity"]["outs"]
+        for measure in MEASURES:
+            if measure.per_model and measure.applies(model):
+                assert str(layout.model_file(model)) in dvc_stages[measure.stage_of(model)]["deps"]
+                assert dvc_stages[measure.stage_of(model)]["cmd"] == f"kdinterp {measure.stage} {model.key}"
 
 
 def _git_ignored(paths: list[str]) -> set[str]:
@@ -142,26 +164,44 @@ def test_cache_rule_every_output_is_in_git_or_in_the_dvc_cache(params, dvc_stage
     checkpoints = [str(layout.checkpoints(m) / "last.pt") for m in trained]
     assert set(checkpoints) <= _git_ignored(checkpoints)  # local resume state: neither git nor DVC
     assert not any(p.startswith(str(layout.root / "checkpoints")) for p in cached)
-    assert {str(layout.metrics(m)) for m in trained} <= {p for p, use in cached.items() if not use}
+    metrics = {str(evaluation.MEASURE.path(layout, m, evaluation.METRICS)) for m in study.models(params)}
+    assert metrics <= {p for p, use in cached.items() if not use}
 
 
 def _family(stage: str) -> str:
     base = stage.split("@")[0]
     if base in {group.train_stage for group in study.GROUPS}:
         return "train"
-    return base.split("_")[0] if base.startswith(("evaluate_", "dissect_", "saliency_", "diffroar_")) else base
+    return base.split("_")[0] if "@" in stage else base
 
 
-def test_each_stage_depends_on_exactly_the_code_it_imports(dvc_stages) -> None:
-    """dvc.yaml's src deps of a stage == the import closure of the module behind its command."""
-    assert {_family(name) for name in dvc_stages} == set(study.STAGE_MODULES)
+def _covered(path: Path, deps: list[Path]) -> bool:
+    return any(path == d or d in path.parents for d in deps)
+
+
+def test_each_stage_depends_on_the_code_it_imports(dvc_stages) -> None:
+    """dvc.yaml's src deps of a stage cover the import closure of the module behind its command, and each is needed.
+
+    Folder deps per layer are allowed (a dep may hold files the stage does not run); a dep that holds
+    none of them is an error, as is a file of the closure that no dep covers.
+    """
+    modules = stage_modules()
+    assert {_family(name) for name in dvc_stages} == set(modules)
     for name, stage in dvc_stages.items():
-        declared = sorted(d for d in stage["deps"] if d.startswith("src/"))
-        expected = codedeps.dvc_deps(study.STAGE_MODULES[_family(name)], ROOT)
-        assert declared == expected, (f"{name}: dvc.yaml src deps differ from the imports of "
-                                      f"{study.STAGE_MODULES[_family(name)]}; missing "
-                                      f"{sorted(set(expected) - set(declared))}, extra "
-                                      f"{sorted(set(declared) - set(expected))}")
+        declared = [ROOT / d for d in stage["deps"] if d.startswith("src/")]
+        closure = codedeps.closure(modules[_family(name)])
+        missing = sorted(str(p.relative_to(ROOT)) for p in closure if not _covered(p, declared))
+        unused = sorted(str(d.relative_to(ROOT)) for d in declared if not any(_covered(p, [d]) for p in closure))
+        assert not missing and not unused, (f"{name}: dvc.yaml src deps of {modules[_family(name)]}: "
+                                            f"missing {missing}, not needed {unused}")
+
+
+def test_type_only_imports_are_not_code_deps() -> None:
+    """``if TYPE_CHECKING:`` imports never run, so they do not widen a stage's deps."""
+    files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.training.methods")}
+    assert "training/distill.py" in files  # imported in a function: it runs
+    files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.core.study")}
+    assert not any(f.startswith("training/") for f in files)
 
 
 def test_code_closure_follows_lazy_and_relative_imports() -> None:
@@ -201,7 +241,7 @@ def test_paper_profile_resolves_without_concept_world_paths(tmp_path) -> None:
 
     from dvc.repo import Repo
 
-    from kdinterp.core.profiles import apply_profile
+    from kdinterp.workflow.profiles import apply_profile
 
     shutil.copy(ROOT / "dvc.yaml", tmp_path)
     shutil.copy(ROOT / "params.yaml", tmp_path)

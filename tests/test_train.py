@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdinterp.core.params import DataParams, ModelParams, OptimParams
 from kdinterp.training import train
-from kdinterp.training.data import build_transform, eval_loader, image_folder, load_dataset, make_loader
+from kdinterp.training.data import build_transform, eval_loader, load_dataset, make_loader
 from kdinterp.training.distill import Vanilla
+from kdinterp.training.folders import image_folder
 from kdinterp.training.memory_data import InMemoryImages
 from kdinterp.training.models import build_model
-from kdinterp.core.params import DataParams, ModelParams, OptimParams
 from kdinterp.training.train import NonFiniteLossError, fit, lr_factor
 
 SPEC = ModelParams("resnet10", width=4, small_input=True)

@@ -18,9 +18,10 @@ import yaml
 from typer.testing import CliRunner
 
 from kdinterp.cli import app
-from kdinterp.validation.dissection import MissingTableError, TableReport, ValidationError
+from kdinterp.core.params import WorldParams
 from kdinterp.validation.data import min_concept_images, validate_broden, validate_data, validate_world
-from kdinterp.world import WorldParams, generate_world
+from kdinterp.validation.dissection import MissingTableError, TableReport, ValidationError
+from kdinterp.world.generate import generate_world
 from tests.conftest import write_broden
 
 ROOT = Path(__file__).resolve().parents[1]

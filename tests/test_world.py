@@ -15,10 +15,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from kdinterp.core.config import ParamsError
-from kdinterp.world import WorldParams, concept_coverage, generate_world, name_colors
-from kdinterp.world.catalog import CATEGORIES
+from kdinterp.core.params import WorldParams
+from kdinterp.world.catalog import BRODEN_ORDER
 from kdinterp.world.cli import app
-from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
+from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES, name_colors
+from kdinterp.world.coverage import concept_coverage
+from kdinterp.world.generate import generate_world
 from kdinterp.world.objects import resolve_parts
 from kdinterp.world.params import load_world_params
 from kdinterp.world.patterns import MATERIAL_PATTERNS, TEXTURE_PATTERNS
@@ -117,7 +119,7 @@ def test_broden_tables_have_the_exact_format(world_dir: Path, world: dict) -> No
     assert _header(probe / "index.csv") == "image,split,ih,iw,sh,sw,color,object,part,material,scene,texture"
     assert _header(probe / "category.csv") == "name,first,last,count,frequency"
     assert _header(probe / "label.csv") == "number,name,category,frequency,coverage,syns"
-    assert [r["name"] for r in _rows(probe / "category.csv")] == list(CATEGORIES)
+    assert [r["name"] for r in _rows(probe / "category.csv")] == list(BRODEN_ORDER)
     labels = _rows(probe / "label.csv")
     assert [int(r["number"]) for r in labels] == list(range(1, len(labels) + 1))
     assert len({r["name"] for r in labels}) == len(labels)
@@ -125,7 +127,7 @@ def test_broden_tables_have_the_exact_format(world_dir: Path, world: dict) -> No
         cat, freq = re.fullmatch(r"([a-z]+)\((\d+)\)", r["category"]).groups()
         assert freq == r["frequency"] and re.fullmatch(r"\d+\.\d*", r["coverage"]) and r["syns"] == ""
         assert not (cat == "scene") ^ r["name"].endswith("-s") and not (cat == "color") ^ r["name"].endswith("-c")
-    for cat in CATEGORIES:
+    for cat in BRODEN_ORDER:
         assert _header(probe / f"c_{cat}.csv") == "code,number,name,frequency,coverage"
         codes = _rows(probe / f"c_{cat}.csv")
         assert [int(r["code"]) for r in codes] == list(range(1, len(codes) + 1))
@@ -141,7 +143,7 @@ def test_index_rows(index: list[dict[str, str]], world: dict) -> None:
     assert len(tiles) == world["counts"]["probe_textures"] == int(PARAMS.probe_images * PARAMS.texture_fraction)
     for r in index:
         assert r["split"] in ("train", "val") and r["sh"] == r["ih"] == str(PARAMS.probe_image_size) == r["sw"]
-        assert any(r[c] for c in CATEGORIES)
+        assert any(r[c] for c in BRODEN_ORDER)
         for cat in ("scene", "texture"):
             assert r[cat] == "" or re.fullmatch(r"[1-9]\d*", r[cat])
         if r["texture"]:
@@ -158,7 +160,7 @@ def test_index_rows(index: list[dict[str, str]], world: dict) -> None:
 
 
 def test_every_label_in_a_png_belongs_to_that_category(world_dir: Path, index: list[dict], world: dict) -> None:
-    numbers = {cat: {c["number"] for c in world["concepts"] if c["category"] == cat} for cat in CATEGORIES}
+    numbers = {cat: {c["number"] for c in world["concepts"] if c["category"] == cat} for cat in BRODEN_ORDER}
     n_labels = len(world["concepts"])
     for r in index:
         for cat in ("color", "object", "part", "material"):
@@ -172,7 +174,7 @@ def test_every_label_in_a_png_belongs_to_that_category(world_dir: Path, index: l
 
 def test_every_concept_of_every_category_appears(world_dir: Path) -> None:
     table = concept_coverage(world_dir / "probe")
-    assert set(table["category"]) == set(CATEGORIES)
+    assert set(table["category"]) == set(BRODEN_ORDER)
     missing = table.loc[table["pixels"] == 0, "concept"].tolist()
     assert missing == []
 
@@ -456,3 +458,9 @@ def test_closeups_hold_objects_on_a_backdrop_without_scene_or_material() -> None
     # Colour jitter darkens some backdrops into grey-c, but most backdrop pixels stay unnamed.
     assert np.mean(named) < 0.2 and np.median(named) < 0.05
 
+
+
+def test_broden_order_is_a_permutation_of_the_study_categories() -> None:
+    from kdinterp.core.params import CATEGORIES
+
+    assert sorted(BRODEN_ORDER) == sorted(CATEGORIES) and len(BRODEN_ORDER) == len(set(BRODEN_ORDER))

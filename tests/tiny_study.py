@@ -76,7 +76,8 @@ def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     Returns ``root``. Raises ``subprocess.CalledProcessError`` if git or dvc fails.
     """
     from kdinterp.core.config import from_mapping
-    from kdinterp.world import WorldParams, generate_world
+    from kdinterp.core.params import WorldParams
+    from kdinterp.world.generate import generate_world
 
     copy_checkout(root)
     params = tiny_params()

@@ -1,7 +1,8 @@
 """The ``kdinterp`` command: one thin command per DVC stage.
 
-Every command parses its options, loads ``params.yaml`` and calls one function of
-:mod:`kdinterp.stages` (or :mod:`kdinterp.validation.dissection`, :mod:`kdinterp.reporting.figures`, :mod:`kdinterp.reporting.report`).
+Every command parses its options, loads ``params.yaml`` (:func:`kdinterp.measures.registry.load_params`)
+and calls one function: a stage entry point of :mod:`kdinterp.stages`, or a measure's ``run``, one
+command per measure of the registry (:data:`kdinterp.measures.registry.MEASURES`).
 Heavy libraries are imported inside the commands so that ``--help`` is instant.
 
 One rule for errors, in one place (:class:`_Group`, the app's command group): a user error, i.e. a
@@ -53,9 +54,9 @@ app = typer.Typer(help="kdinterp: knowledge distillation and interpretability, o
 app.add_typer(world_app, name="world")
 
 Params = Annotated[Path, typer.Option("--params", help="The parameter file.")]
-Name = Annotated[str, typer.Argument(
-    help="Model name: a key of teachers/students/distilled/self_distilled/controls in params.yaml.")]
-Seed = Annotated[int | None, typer.Option(help="The model's seed (one of params.yaml seeds; omit for a teacher).")]
+ModelArg = Annotated[str, typer.Argument(
+    metavar="MODEL", help="A model key (scratch-0, teacher: a DVC stage's suffix), or a model name with --seed.")]
+Seed = Annotated[int | None, typer.Option(help="With a model name: its seed (one of params.yaml seeds).")]
 Outputs = Annotated[Path, typer.Option(help="The outputs/ directory (the layout of kdinterp.core.study.Layout).")]
 Out = Annotated[Path, typer.Option(help="Output file or directory (as declared in dvc.yaml).")]
 
@@ -77,80 +78,72 @@ def _main(debug: Annotated[bool, typer.Option(
 
 
 def _params(path: Path):
-    """params.yaml, schema-checked and cross-checked against the study contract."""
-    from kdinterp.core.config import ParamsError
-    from kdinterp.core.params import load_params
-    from kdinterp.core.study import check
+    """params.yaml with every measure's section, schema-checked and cross-checked against the study contract."""
+    from kdinterp.measures.registry import load_params
 
-    params = load_params(path)
-    try:
-        check(params)
-    except ParamsError as err:
-        raise ParamsError(f"{path}: {err}") from None
-    return params
+    return load_params(path)
 
 
-def _run_model(stage: Callable[..., object], path: Path, name: str, seed: int | None, outputs: Path) -> None:
-    """Run a per-model stage function, ``stage(params, model, layout)``, on the study's model ``name`` at ``seed``."""
-    from kdinterp.core.study import Layout, find
+def _model(params, model: str, seed: int | None):
+    """The study model named by a key (``scratch-0``, ``teacher``) or by a name and ``--seed``."""
+    from kdinterp.core import study
 
-    params = _params(path)
-    stage(params, find(params, name, seed), Layout(outputs))
+    return study.find(params, model, seed) if seed is not None else study.find_key(params, model)
 
 
 @app.command()
-def train(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
-    """Train model NAME at SEED: a teacher, a student, or a (self-)distilled student (stages train_*@, distill_*@)."""
+def train(model: ModelArg, seed: Seed = None, outputs: Outputs = Path("outputs"),
+          params: Params = Path("params.yaml")) -> None:
+    """Train MODEL: a teacher, a student, or a (self-)distilled student (stages train_*@, distill_*@, init_control@)."""
+    from kdinterp.core.study import Layout
     from kdinterp.stages.training import train as run
 
-    _run_model(run, params, name, seed, outputs)
+    p = _params(params)
+    run(p, _model(p, model, seed), Layout(outputs))
 
 
-@app.command()
-def evaluate(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
-             params: Params = Path("params.yaml")) -> None:
-    """Evaluate model NAME at SEED on the validation split (stage evaluate_*@)."""
-    from kdinterp.measures.evaluation import evaluate_model
+def _measure_command(measure) -> Callable[..., None]:
+    """The CLI command of a per-model measure of the registry: ``kdinterp <stage> MODEL``."""
+    def command(model: ModelArg, seed: Seed = None, outputs: Outputs = Path("outputs"),
+                params: Params = Path("params.yaml")) -> None:
+        from kdinterp.core.study import Layout
 
-    _run_model(evaluate_model, params, name, seed, outputs)
+        p = _params(params)
+        measure.run(p, _model(p, model, seed), Layout(outputs))
 
-
-@app.command()
-def dissect(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
-            params: Params = Path("params.yaml")) -> None:
-    """Network Dissection of model NAME at SEED on the probe set (stage dissect_*@)."""
-    from kdinterp.measures.dissection import dissect_model
-
-    _run_model(dissect_model, params, name, seed, outputs)
+    command.__doc__ = f"{measure.help} (stage {measure.stage}_*@)"
+    return command
 
 
-@app.command()
-def saliency(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
-             params: Params = Path("params.yaml")) -> None:
-    """Saliency maps of model NAME at SEED on the val images: five-band scores, object mass shares (stage saliency_*@)."""
-    from kdinterp.measures.saliency import saliency_model
+def _study_command(measure) -> Callable[..., None]:
+    """The CLI command of a study-wide measure of the registry: ``kdinterp <stage>``."""
+    def command(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
+        from kdinterp.core.study import Layout
 
-    _run_model(saliency_model, params, name, seed, outputs)
+        measure.run(_params(params), Layout(outputs))
+
+    command.__doc__ = f"{measure.help} (stage {measure.stage})"
+    return command
 
 
-@app.command()
-def diffroar(name: Name, seed: Seed = None, outputs: Outputs = Path("outputs"),
-             params: Params = Path("params.yaml")) -> None:
-    """DiffROAR of model NAME at SEED: an evaluator retrained on its top-k vs bottom-k pixels (stage diffroar_*@)."""
-    from kdinterp.measures.diffroar import diffroar_model
+def _add_measure_commands() -> None:
+    from kdinterp.measures.registry import MEASURES
 
-    _run_model(diffroar_model, params, name, seed, outputs)
+    for measure in MEASURES:
+        factory = _measure_command if measure.per_model else _study_command
+        app.command(measure.stage)(factory(measure))
+
+
+_add_measure_commands()
 
 
 @app.command()
 def validate(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
     """Validate every model's dissection tables with Great Expectations (stage validate); exit 1 on failure."""
-    from kdinterp.core import study
-    from kdinterp.validation.dissection import validate_dissections
+    from kdinterp.core.study import Layout
+    from kdinterp.stages.validate import validate_dissections_stage
 
-    layout = study.Layout(outputs)
-    model_dirs = [layout.dissection(model) for model in study.models(_params(params))]
-    validate_dissections(model_dirs, layout.dissection_validation, raise_on_failure=True)
+    validate_dissections_stage(_params(params), Layout(outputs))
 
 
 @app.command("validate-data")
@@ -169,36 +162,19 @@ def validate_data(
     params: Params = Path("params.yaml"),
 ) -> None:
     """Validate the probe set and the concept world with Great Expectations (stage validate_data); exit 1 on failure."""
-    from kdinterp.validation.dissection import ValidationError
-    from kdinterp.validation.data import validate_data as run
+    from kdinterp.stages.validate import validate_data_stage
 
-    p = _params(params)
-    world_dir = None if not p.data.world_file else world if world is not None else Path(p.data.world_file).parent
-    if world_dir is not None and Path(p.data.world_file).parent.resolve() != world_dir.resolve():
-        raise ValidationError(f"--world {world_dir} is not the directory of data.world_file "
-                              f"({p.data.world_file}); pass the concept world that the data comes from")
-    bound = round(p.dissection.quantile / p.dissection.iou_threshold, 12) if max_coverage is None else max_coverage
-    run(broden, p.dissection.categories, report, world_dir=world_dir, max_coverage=bound,
-        min_concept_share=min_concept_share, balance_tolerance=balance_tolerance)
-    if world_dir is None:
+    if not validate_data_stage(_params(params), broden, report, world, min_concept_share=min_concept_share,
+                               balance_tolerance=balance_tolerance, max_coverage=max_coverage):
         typer.echo("validate-data: concept world checks skipped (data.world_file is null)", err=True)
-
-
-@app.command()
-def similarity(outputs: Outputs = Path("outputs"), params: Params = Path("params.yaml")) -> None:
-    """Class-similarity information in every model's outputs (stage similarity)."""
-    from kdinterp.measures.similarity import similarity_report
-    from kdinterp.core.study import Layout
-
-    similarity_report(_params(params), Layout(outputs))
 
 
 @app.command()
 def figures(outputs: Outputs = Path("outputs"), out: Out = Path("paper_figures"),
             params: Params = Path("params.yaml")) -> None:
     """Draw the paper's figures and write REPRODUCTION.md (stage figures)."""
-    from kdinterp.reporting.figures import make_figures
     from kdinterp.core.study import Layout
+    from kdinterp.stages.figures import make_figures
 
     make_figures(_params(params), Layout(outputs), out)
 
@@ -209,8 +185,8 @@ def dose_response(outputs: Outputs = Path("outputs"),
                       "docs/dose_response"),
                   params: Params = Path("params.yaml")) -> None:
     """Write the dose-response curve of a run of profiles/dose_response.yaml (not a DVC stage; run it by hand)."""
-    from kdinterp.reporting.dose_response import write_dose_response
     from kdinterp.core.study import Layout
+    from kdinterp.reporting.dose_response import write_dose_response
 
     command = (f"make repro PROFILE=dose_response && kdinterp dose-response --outputs {outputs} --out {out}"
                + ("" if params == Path("params.yaml") else f" --params {params}"))
@@ -221,8 +197,8 @@ def dose_response(outputs: Outputs = Path("outputs"),
 def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report"),
            params: Params = Path("params.yaml")) -> None:
     """Write the HTML report: one page per model's units and a comparison page (stage report)."""
-    from kdinterp.reporting.report import write_report
     from kdinterp.core.study import Layout
+    from kdinterp.stages.report import write_report
 
     write_report(_params(params), Layout(outputs), out)
 
@@ -231,7 +207,7 @@ def report(outputs: Outputs = Path("outputs"), out: Out = Path("outputs/report")
 def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.yaml holds only what differs.")],
             params: Params = Path("params.yaml")) -> None:
     """Apply profile NAME to the parameter file: merge profiles/NAME.yaml's keys into it, keeping its comments."""
-    from kdinterp.core.profiles import apply_profile
+    from kdinterp.workflow.profiles import apply_profile
 
     changed = apply_profile(Path("profiles") / f"{name}.yaml", params)
     typer.echo(f"{params} <- profiles/{name}.yaml: {', '.join(changed) or 'nothing changed'} "
@@ -246,7 +222,8 @@ def pull(remote: Remote = None,
          if_set: Annotated[bool, typer.Option("--if-set", help="Do nothing (exit 0) while the URL is the placeholder.")]
          = False) -> None:
     """Fetch the published study from the DVC remote (`make pull`); afterwards `dvc repro` runs no stage."""
-    from kdinterp.core.remote import RemoteError, pull as pull_study, url_is_set
+    from kdinterp.workflow.remote import RemoteError, url_is_set
+    from kdinterp.workflow.remote import pull as pull_study
 
     if if_set and not url_is_set(Path.cwd(), remote):
         typer.echo("the DVC remote's URL is not set (.dvc/config.local): not pulling")
@@ -262,7 +239,7 @@ def pull(remote: Remote = None,
 @app.command()
 def publish(remote: Remote = None) -> None:
     """Push data, models, dissections, the report and the run-cache to the DVC remote, then check it (`make publish`)."""
-    from kdinterp.core.remote import publish as publish_study
+    from kdinterp.workflow.remote import publish as publish_study
 
     where = publish_study(Path.cwd(), remote)
     typer.echo(f"published to '{where.name}' ({where.url}): `dvc data status --not-in-remote` lists nothing")

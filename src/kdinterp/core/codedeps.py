@@ -5,8 +5,9 @@ stage when code it runs changes; checked by ``tests/test_study.py``) and the tra
 (so that a rerun never resumes a checkpoint written by other code). Both are derived from, or
 checked against, this closure instead of being listed by hand twice.
 
-Imports are read with :mod:`ast`, including those inside functions (the CLI and the stages import
-heavy modules lazily); ``module:attr`` strings are not imports and are not followed (see :data:`EXTRA`).
+Imports are read with :mod:`ast`, including those inside functions (the CLI, the stages and the
+measures import heavy modules lazily), but not those under ``if TYPE_CHECKING:``, which never run.
+Strings are not imports and are not followed (see :data:`EXTRA`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ __all__ = ["closure", "code_hash", "module_file"]
 PACKAGE = Path(kdinterp.__file__).resolve().parent
 
 #: Imports made by name (``importlib``) rather than by an import statement: none. The method table
-#: (:data:`kdinterp.core.study.METHODS`) names its builders as strings so that reading it loads no torch
-#: code; the training stage imports :mod:`kdinterp.training.methods` itself, which brings them into its closure.
+#: (:data:`kdinterp.training.methods.METHODS`) imports each distiller in a function, which is followed.
 EXTRA: dict[str, tuple[str, ...]] = {}
 
 
@@ -47,7 +47,7 @@ def _imports(module: str) -> set[str]:
     path = module_file(module)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set(EXTRA.get(module, ()))
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -58,6 +58,24 @@ def _imports(module: str) -> set[str]:
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return {name for name in found if name.split(".")[0] == "kdinterp" and _exists(name)}
+
+
+def _type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): a block that never runs."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+                                         or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those in the body of an ``if TYPE_CHECKING:`` block (its ``else`` runs)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        children = node.orelse if _type_checking(node) else list(ast.iter_child_nodes(node))
+        todo.extend(children)
+    return out
 
 
 def _exists(module: str) -> bool:

@@ -8,6 +8,7 @@ then renamed over the target (``os.replace`` is atomic on POSIX within one files
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "read_json"]
+__all__ = ["atomic_path", "read_json", "sha256_file", "write_bytes", "write_json", "write_text"]
 
 
 @contextlib.contextmanager
@@ -81,3 +82,12 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except json.JSONDecodeError as err:
         raise ValueError(f"{p}: not valid JSON ({err}); delete it and rerun the stage that writes it") from err
 
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

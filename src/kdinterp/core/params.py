@@ -19,22 +19,23 @@ from kdinterp.core.config import ParamsError, check_ranges, from_mapping, ranged
 
 __all__ = [
     "CATEGORIES",
+    "SEED_MAX",
     "ControlParams",
+    "CORE_SECTIONS",
     "DataParams",
-    "DiffROARParams",
-    "DissectionParams",
     "DistilledParams",
     "ModelParams",
     "OptimParams",
     "Params",
     "ParamsError",
-    "SaliencyParams",
-    "SensitivityParams",
+    "Section",
     "StudentParams",
     "StudentRecipe",
     "TeacherParams",
     "WorldParams",
     "load_params",
+    "parse_params",
+    "require",
 ]
 
 #: The largest seed: NumPy's legacy seeding and torch.manual_seed both take it.
@@ -44,7 +45,7 @@ SEED_MAX = 2**32 - 1
 CATEGORIES: tuple[str, ...] = ("object", "part", "scene", "material", "texture", "color")
 
 
-def _check(condition: bool, key: str, message: str) -> None:
+def require(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ParamsError` for ``key`` (a field name; the loader prefixes its path) unless ``condition``."""
     if not condition:
         raise ParamsError(message, key)
@@ -86,8 +87,8 @@ class WorldParams:
     def __post_init__(self) -> None:
         check_ranges(self)
         low, high = self.object_scale
-        _check(low <= high, "object_scale", f"must be [low, high] with low <= high, got {list(self.object_scale)}")
-        _check(self.texture_fraction + self.closeup_fraction < 1.0, "closeup_fraction",
+        require(low <= high, "object_scale", f"must be [low, high] with low <= high, got {list(self.object_scale)}")
+        require(self.texture_fraction + self.closeup_fraction < 1.0, "closeup_fraction",
                f"texture_fraction + closeup_fraction must be < 1 (the probe set needs scene images), "
                f"got {self.texture_fraction} + {self.closeup_fraction}; lower one of them")
 
@@ -102,7 +103,7 @@ class ModelParams:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        _check(self.width % 4 == 0, "width", f"must be a positive multiple of 4, got {self.width}")
+        require(self.width % 4 == 0, "width", f"must be a positive multiple of 4, got {self.width}")
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ class OptimParams:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        _check(self.schedule != "multistep" or bool(self.milestones), "milestones",
+        require(self.schedule != "multistep" or bool(self.milestones), "milestones",
                "schedule 'multistep' needs milestones, e.g. [30, 60]")
-        _check(list(self.milestones) == sorted(set(self.milestones)), "milestones",
+        require(list(self.milestones) == sorted(set(self.milestones)), "milestones",
                f"must be increasing and unique, got {list(self.milestones)}")
 
 
@@ -171,7 +172,7 @@ class TeacherParams:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        _check(self.weights is None or bool(self.weights.strip()), "weights",
+        require(self.weights is None or bool(self.weights.strip()), "weights",
                "must be a file path or null (null: train the teacher)")
 
 
@@ -229,139 +230,30 @@ class ControlParams:
 
 
 @dataclass(frozen=True)
-class SensitivityParams:
-    """What the dissect stage adds to the main tally (``sensitivity.csv`` and the summary's ``probe_bootstrap``).
+class Section:
+    """A params section that a measure owns (:mod:`kdinterp.measures.registry` declares them).
 
-    ``quantiles``: further tallies at these threshold quantiles (the main ``dissection.quantile`` is
-    always tallied). ``iou_thresholds``: the grid at which every tally's detectors are counted.
-    ``rotation_seed``: the rotated-basis control (Bau et al. 2017 §3.2), the layer output times a
-    random orthogonal matrix drawn with this seed, tallied at the main quantile; null: off.
-    ``bootstrap_replicates`` resamplings of ``bootstrap_blocks`` blocks of probe images for the
-    probe bootstrap of the detector count.
+    Attributes:
+        schema: the frozen dataclass the section converts to (:func:`kdinterp.core.config.from_mapping`).
+        required: the section must be present; else a missing or null section reads as ``default``
+            (None: the measure is off, e.g. ``saliency: null`` for data without saliency ground truth).
+        default: the value of a missing section that is not required.
     """
 
-    quantiles: tuple[float, ...] = ranged((0.0025, 0.005, 0.01), gt=0, lt=0.5)
-    iou_thresholds: tuple[float, ...] = ranged((0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10), gt=0, le=1)
-    rotation_seed: int | None = ranged(0, ge=0, le=SEED_MAX)
-    bootstrap_replicates: int = ranged(1000, ge=2)
-    bootstrap_blocks: int = ranged(20, ge=2)
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-        _check(bool(self.iou_thresholds), "iou_thresholds", "give at least one IoU threshold, e.g. [0.05]")
-
-
-@dataclass(frozen=True)
-class DissectionParams:
-    """Network Dissection of one layer on a Broden-layout probe set (NetDissect-Lite semantics).
-
-    ``quantile``: each unit's threshold is the exact quantile at level ``1 - quantile`` of its raw
-    activations (:mod:`kdinterp.dissection.thresholds`; NetDissect-Lite's sketch estimate is not reproduced).
-    ``activation_rule`` (:mod:`kdinterp.dissection.tally`): a unit's active pixels in an image count
-    toward category c, with ``lite``, if some of them lie on a label of c or the image has an
-    image-level label of c; with ``netdissect``, if c is present anywhere in the image.
-    ``top_images``: top-activating probe images kept per unit (``top_images.npz``).
-    ``activations`` (:mod:`kdinterp.dissection.activations`): where the layer's activations wait
-    between the threshold pass and the tally pass: ``auto`` in memory up to ``activation_memory_mb``
-    MiB, else in a float32 memmap in the output directory; ``disk`` always the memmap; ``recompute``
-    a second forward pass instead (for GPUs). The results are the same either way.
-    """
-
-    broden_dir: str
-    layer: str = "layer4"
-    quantile: float = ranged(0.005, gt=0, lt=0.5)
-    iou_threshold: float = ranged(0.05, gt=0, le=1)
-    categories: tuple[str, ...] = CATEGORIES
-    batch_size: int = ranged(64, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    activation_rule: Literal["lite", "netdissect"] = "lite"
-    top_images: int = ranged(8, ge=1)
-    activations: Literal["auto", "disk", "recompute"] = "auto"
-    activation_memory_mb: int = ranged(1024, ge=0)
-    sensitivity: SensitivityParams = field(default_factory=SensitivityParams)
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-        unknown = sorted(set(self.categories) - set(CATEGORIES))
-        _check(not unknown, "categories", f"unknown {unknown}; Broden has {list(CATEGORIES)}")
-
-
-#: The attribution methods (the one list): :func:`kdinterp.measures.attribution.attribute` implements each, in report order.
-SALIENCY_METHODS: tuple[str, ...] = ("input_gradient", "input_x_gradient", "grad_cam", "smoothgrad")
-
-
-@dataclass(frozen=True)
-class SaliencyParams:
-    """Saliency maps, five-band scores and object mass shares on the validation images (stage ``saliency_*@``).
-
-    ``methods``: attribution methods of :data:`kdinterp.measures.attribution.METHODS`. ``ground_truth_dir``: the
-    ground-truth saliency maps of ``data.val_dir``'s images (same relative paths;
-    :mod:`kdinterp.world.saliency`). ``num_images``: validation images scored, spread evenly over
-    the sorted file list (null: all). ``smoothgrad_samples``: noisy copies per image;
-    ``smoothgrad_noise``: the noise std as a share of the pixel range [0, 1] (Smilkov et al. 2017
-    use 0.1-0.2). ``thresholds``: the four five-band thresholds (:mod:`kdinterp.measures.five_band`; the
-    reference's -0.7, -0.3, 0.3, 0.7). ``grid_images``: images whose maps go into ``maps.npz`` for
-    the P14 grids. ``layer``: Grad-CAM's and the activation map's layer.
-    """
-
-    ground_truth_dir: str
-    methods: tuple[str, ...] = SALIENCY_METHODS
-    num_images: int | None = ranged(None, ge=1)
-    batch_size: int = ranged(100, ge=1)
-    smoothgrad_samples: int = ranged(16, ge=1)
-    smoothgrad_noise: float = ranged(0.15, ge=0.0, le=1.0)
-    thresholds: tuple[float, ...] = ranged((-0.7, -0.3, 0.3, 0.7), ge=-1.0, le=1.0)
-    grid_images: int = ranged(8, ge=1)
-    layer: str = "layer4"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-        unknown = sorted(set(self.methods) - set(SALIENCY_METHODS))
-        _check(bool(self.methods) and not unknown, "methods",
-               f"unknown {unknown}; use some of {list(SALIENCY_METHODS)}")
-        _check(len(self.thresholds) == 4 and all(a < b for a, b in zip(self.thresholds, self.thresholds[1:])),
-               "thresholds", f"must be 4 increasing numbers, got {list(self.thresholds)}")
-
-
-@dataclass(frozen=True)
-class DiffROARParams:
-    """DiffROAR of a model's attributions (stage ``diffroar_*@``; :mod:`kdinterp.measures.roar`, Shah et al. 2021).
-
-    ``method``: the attribution (:data:`SALIENCY_METHODS`), for the true class, of the assessed
-    model on the training and validation images. ``fractions``: the ``k`` grid, the share of
-    pixels kept in the top-k and bottom-k data sets, each in ``(0, 1)``. The evaluator
-    (:class:`kdinterp.measures.roar.Evaluator`, ``width`` channels in its first block) is trained for
-    ``epochs`` with Adam at ``lr`` in batches of ``batch_size``; ``seed`` fixes its initialisation
-    and batch order, the same for every model, so models differ only in their attributions.
-    ``train_images``: training images used (attributed, masked, retrained on), evenly spread over
-    the sorted file list, i.e. over the classes (null: all). ``attribution_batch_size``: images per
-    attribution pass.
-    """
-
-    method: str = "input_gradient"
-    fractions: tuple[float, ...] = ranged((0.2,), gt=0.0, lt=1.0)
-    epochs: int = ranged(4, ge=1)
-    batch_size: int = ranged(128, ge=1)
-    lr: float = ranged(0.005, gt=0)
-    seed: int = ranged(0, ge=0, le=SEED_MAX)
-    width: int = ranged(16, ge=1)
-    train_images: int | None = ranged(None, ge=1)
-    attribution_batch_size: int = ranged(256, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-        _check(self.method in SALIENCY_METHODS, "method",
-               f"unknown '{self.method}'; use one of {list(SALIENCY_METHODS)}")
-        _check(bool(self.fractions) and len(set(self.fractions)) == len(self.fractions), "fractions",
-               f"give one or more distinct shares of pixels kept, got {list(self.fractions)}")
+    schema: type
+    required: bool = True
+    default: Any = None
 
 
 @dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
-    :func:`kdinterp.core.study.check`, which owns the list of models."""
+    :func:`kdinterp.core.study.check`, which owns the list of models.
+
+    The sections of the study itself are fields. The sections of the measures (``dissection``,
+    ``saliency``, ``diffroar`` ...) are in :attr:`sections`, each converted by the schema its measure
+    declares, and read as attributes too: ``params.dissection`` is ``params.sections["dissection"]``.
+    """
 
     seeds: tuple[int, ...] = ranged(ge=0, le=SEED_MAX)
     world: WorldParams
@@ -370,31 +262,78 @@ class Params:
     student_recipe: StudentRecipe
     students: dict[str, StudentParams]
     distilled: dict[str, DistilledParams]
-    dissection: DissectionParams
     self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
     controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
-    saliency: SaliencyParams | None = None  # None: no saliency stage data (e.g. ImageNet without ground truth)
-    diffroar: DiffROARParams = field(default_factory=DiffROARParams)
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(bool(self.seeds), "seeds", "give at least one seed")
+        require(bool(self.seeds), "seeds", "give at least one seed")
         check_ranges(self)  # distinct seeds: kdinterp.core.study.check
 
+    def __getattr__(self, name: str) -> Any:
+        """A measure's section: ``params.dissection`` is ``params.sections["dissection"]``.
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+        Raises:
+            AttributeError: no field and no measure section of that name.
+        """
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"params has no section '{name}'")
+
+    def with_section(self, name: str, value: Any) -> Params:
+        """A copy with measure section ``name`` replaced by ``value``."""
+        return dataclasses.replace(self, sections={**self.sections, name: value})
+
+
+#: The fields of :class:`Params` that are read from the file (``sections`` is filled from the measures').
+CORE_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params) if f.name != "sections")
+
+
+def parse_params(raw: Any, sections: dict[str, Section]) -> Params:
+    """Convert a parsed ``params.yaml`` mapping into :class:`Params`.
+
+    Args:
+        raw: the parsed YAML document.
+        sections: the measures' sections (name -> :class:`Section`), from the measure registry.
+
+    Raises:
+        ParamsError: an unknown or missing key, a wrong type or a value out of range; the message
+            names the dotted key.
+    """
+    if not isinstance(raw, dict):
+        raise ParamsError(f"expected a mapping of sections, got {type(raw).__name__}")
+    own = {k: v for k, v in raw.items() if k not in sections}
+    if "sections" in own:
+        raise ParamsError("sections: unknown key (each measure's section is a top-level key of its own)")
+    parsed = {}
+    for name, section in sections.items():
+        value = raw.get(name)
+        if value is None:
+            if section.required:
+                raise ParamsError(f"{name}: required section is missing")
+            parsed[name] = section.default
+        else:
+            parsed[name] = from_mapping(section.schema, value, name)
+    params = from_mapping(Params, own, "")
+    return dataclasses.replace(params, sections=parsed)
+
+
+def load_params(path: str | Path, sections: dict[str, Section]) -> Params:
     """Read and validate ``params.yaml``.
 
     Args:
         path: the parameter file.
+        sections: the measures' sections (:data:`kdinterp.measures.registry.SECTIONS`).
 
     Returns:
         The validated :class:`Params`.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ParamsError: a key is unknown, missing or of the wrong type, or a cross-reference is broken;
-            the message names the file and the dotted key.
+        ParamsError: a key is unknown, missing or of the wrong type; the message names the file and
+            the dotted key.
     """
     p = Path(path)
     if not p.is_file():
@@ -405,7 +344,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{p}: not valid YAML ({yaml_problem(err)}); fix the syntax there, or "
                           "`git checkout params.yaml` for the default") from err
     try:
-        return from_mapping(Params, raw, "")
+        return parse_params(raw, sections)
     except ParamsError as err:
         raise ParamsError(f"{p}: {err}") from None
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 __all__ = ["console", "log", "progress_bar"]
 

@@ -24,8 +24,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_THREADS", "ENV_KEYS", "PINNED_DEFAULTS", "PORTABLE_ISA", "configure_torch", "environment_record",
-           "pin_environment"]
+from kdinterp.core.errors import KdinterpError
+
+__all__ = ["DEFAULT_THREADS", "DeviceError", "ENV_KEYS", "PINNED_DEFAULTS", "PORTABLE_ISA", "configure_torch", "environment_record",
+           "pin_environment", "resolve_device"]
+
+class DeviceError(KdinterpError, RuntimeError):
+    """A params ``device`` that this machine does not have (``cuda`` without a GPU)."""
+
 
 #: Threads when neither the caller nor ``OMP_NUM_THREADS`` says otherwise: the reference results were
 #: made on 2-core machines with torch's default (one thread per core), and the thread count changes them.
@@ -101,6 +107,26 @@ def configure_torch(threads: int | None = None) -> None:
     torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+
+
+def resolve_device(choice: str = "auto", key: str = "device") -> Any:
+    """The ``torch.device`` for a params ``device`` setting: ``auto`` -> CUDA when available, else CPU.
+
+    Args:
+        choice: ``auto``, ``cpu`` or ``cuda``.
+        key: the dotted params key it comes from (``dissection.device``), for the message.
+
+    Raises:
+        DeviceError: ``cuda`` was asked for but no CUDA device is available.
+    """
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"params.yaml {key}: 'cuda', but no CUDA device is available on this machine "
+                          f"(torch.cuda.is_available() is False); set {key}: auto or cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
 
 
 def _config_version(pattern: str, config: str) -> str | None:

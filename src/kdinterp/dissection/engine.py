@@ -12,17 +12,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from kdinterp.dissection.broden import BrodenDataset, collate_broden
+from kdinterp.core.errors import NonFiniteError
+from kdinterp.core.progress import progress_bar
 from kdinterp.dissection.activations import ActivationStorage, ActivationStore
+from kdinterp.dissection.broden import BrodenDataset, collate_broden
 from kdinterp.dissection.tables import DissectionResult, summary, tally_table, units_table
 from kdinterp.dissection.tally import ActivationRule, Tally
 from kdinterp.dissection.thresholds import TopQuantile
 from kdinterp.dissection.topimages import TopImages, TopImagesResult
 from kdinterp.dissection.upsample import ActivePixels, active_pixels, bilinear_matrix, unit_masks
 from kdinterp.dissection.variants import BlockCounts, Variant, VariantResult
-from kdinterp.core.errors import NonFiniteError
 from kdinterp.training.hooks import LayerOutput, retain_layer
-from kdinterp.core.progress import progress_bar
 
 __all__ = [
     "ActivePixels",

@@ -23,9 +23,12 @@ import pandas as pd
 
 from kdinterp.dissection.tables import DissectionResult
 from kdinterp.dissection.variants import BlockCounts
-from kdinterp.core.study import SENSITIVITY_COLUMNS
 
-__all__ = ["best_iou", "probe_bootstrap", "sensitivity_table"]
+__all__ = ["SENSITIVITY_COLUMNS", "best_iou", "probe_bootstrap", "sensitivity_table"]
+
+#: ``sensitivity.csv``: one row per (basis, quantile, IoU threshold).
+SENSITIVITY_COLUMNS: tuple[str, ...] = ("basis", "quantile", "iou_threshold", "num_units", "num_detectors",
+                                        "num_unique_concepts", "mean_best_iou")
 
 
 def best_iou(iou: np.ndarray, label_category: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +64,7 @@ def sensitivity_table(result: DissectionResult, quantile: float, iou_thresholds:
         iou_thresholds: the grid; the params' threshold should be among them.
 
     Returns:
-        Columns :data:`kdinterp.core.study.SENSITIVITY_COLUMNS`; the main tally first (basis ``unit``), then the
+        Columns :data:`SENSITIVITY_COLUMNS`; the main tally first (basis ``unit``), then the
         variants in order, each over the grid in the order given.
     """
     rows = _rows("unit", quantile, result.iou, result.label_category, iou_thresholds)

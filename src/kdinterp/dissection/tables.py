@@ -15,11 +15,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kdinterp.core.params import CATEGORIES
 from kdinterp.dissection.topimages import TopImagesResult
 from kdinterp.dissection.variants import BlockCounts, VariantResult
-from kdinterp.core.params import CATEGORIES
 
-__all__ = ["DissectionResult", "summary", "tally_table", "units_table"]
+__all__ = ["SUMMARY_COUNTS", "TALLY_COLUMNS", "UNITS_COLUMNS", "DissectionResult", "summary", "tally_table",
+           "units_table"]
+
+#: ``tally.csv``: one row per (unit, concept) with a non-zero intersection (:func:`tally_table`).
+TALLY_COLUMNS: tuple[str, ...] = (
+    "unit", "concept", "concept_id", "category", "intersection", "unit_area", "concept_area", "iou")
+#: ``units.csv``: one row per unit; its best concept overall and per category (:func:`units_table`).
+UNITS_COLUMNS: tuple[str, ...] = (("unit", "concept", "concept_id", "category", "iou", "detector")
+                                  + tuple(f"{c}_{what}" for c in CATEGORIES for what in ("concept", "iou")))
+#: The keys of :func:`summary` determined by the units table (nested keys flattened with a dot).
+SUMMARY_COUNTS: tuple[str, ...] = (("num_detectors", "num_unique_concepts")
+                                   + tuple(f"detectors.{c}" for c in CATEGORIES)
+                                   + tuple(f"unique_concepts.{c}" for c in CATEGORIES))
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ def summary(units: pd.DataFrame, result: DissectionResult, *, quantile: float, i
             model: str, seed: int | None = None) -> dict:
     """The numbers the paper reports: detectors (units) and unique concepts, overall and per category.
 
-    The keys are :data:`kdinterp.core.study.SUMMARY_KEYS` (nested ``detectors`` and ``unique_concepts``).
+    Nested ``detectors`` and ``unique_concepts`` count per category (:data:`SUMMARY_COUNTS`).
     """
     detectors = units[units["detector"]]
     return {

@@ -19,7 +19,6 @@ README into a folder (``docs/dose_response``), with the command that made them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,19 +31,21 @@ from kdinterp.core import statistics, study
 from kdinterp.core.config import ParamsError
 from kdinterp.core.io import atomic_path, write_text
 from kdinterp.core.params import Params
-from kdinterp.reporting.results import ModelResult, RunResults, load_run, signed
+from kdinterp.reporting.paper import signed
+from kdinterp.reporting.quantities import QUANTITIES
+from kdinterp.reporting.results import RunResults, load_run
 
-__all__ = ["MEASURES", "Series", "dose_response_table", "plot_dose_response", "series", "write_dose_response"]
+__all__ = ["CURVES", "Series", "dose_response_table", "plot_dose_response", "series", "write_dose_response"]
 
-#: What is measured along every curve: column -> (label, value of one model at one seed).
-MEASURES: dict[str, tuple[str, Callable[[ModelResult], float | None]]] = {
-    "top1": ("top-1 (%)", lambda m: 100 * m.top1),
-    "detectors": ("detectors", lambda m: m.num_detectors),
-    "entropy_a": ("within-class entropy (a) (nats)", lambda m: m.within_class_entropy),
-    "entropy_b": ("within-class entropy (b) (nats)", lambda m: m.nontarget_entropy),
-    "teacher_agreement": ("agreement with the reference teacher", lambda m: m.teacher_agreement),
-    "same_type_mass": ("same-type mass", lambda m: m.same_type_mass),
-}
+#: What is drawn along every curve: keys of :data:`kdinterp.reporting.quantities.QUANTITIES` (the table's columns).
+CURVES: tuple[str, ...] = ("top1", "detectors", "entropy", "nontarget_entropy", "teacher_agreement", "same_type_mass")
+
+
+def _label(key: str) -> str:
+    """The quantity's name with the unit of its values (percent, nats), e.g. ``top-1 (%)``."""
+    quantity = QUANTITIES[key]
+    unit = {"pp": "%", "nats": "nats"}.get(quantity.unit)
+    return f"{quantity.name} ({unit})" if unit else quantity.name
 TABLE_FILE, FIGURE_FILE, README_FILE = "dose_response.csv", "dose_response.png", "README.md"
 
 
@@ -82,13 +83,13 @@ def series(params: Params) -> list[Series]:
 
 
 def dose_response_table(run: RunResults, curves: list[Series]) -> pd.DataFrame:
-    """One row per (series, point, seed): the setting, the model, and every measure of :data:`MEASURES`."""
+    """One row per (series, point, seed): the setting, the model, and every quantity of :data:`CURVES`."""
     rows = []
     for curve in curves:
         for value, name in curve.points:
             for m in run.seeds_of(name):
                 rows.append({"series": curve.label, "axis": curve.axis, "value": value, "model": name, "seed": m.seed,
-                             **{key: get(m) for key, (_, get) in MEASURES.items()}})
+                             **{key: QUANTITIES[key].value(m) for key in CURVES}})
     return pd.DataFrame(rows)
 
 
@@ -98,8 +99,7 @@ def _interval(values: np.ndarray) -> statistics.Interval:
 
 def _trend(run: RunResults, curve: Series, key: str) -> str:
     """The verdicts of the steps along ``curve`` for measure ``key`` (increasing), e.g. ``holds, inconclusive``."""
-    get = MEASURES[key][1]
-    arrays = run.aligned([name for _, name in curve.points], lambda m: float(get(m)))
+    arrays = run.aligned([name for _, name in curve.points], QUANTITIES[key].value)
     steps = statistics.monotone(arrays, +1)
     text = ", ".join(f"{signed(c.mean, '.2f')} ({c.verdict})" for c in steps)
     return f"{statistics.combine(c.verdict for c in steps)}: {text}"
@@ -111,11 +111,11 @@ def plot_dose_response(table: pd.DataFrame, curves: list[Series]) -> Figure:
     Each seed is a dot, the mean over seeds a line, its 95% t-interval a band.
     """
     axes_kinds = sorted({c.axis for c in curves}, key=["temperature", "alpha"].index)
-    fig = Figure(figsize=(3.2 * len(MEASURES), 3.0 * len(axes_kinds) + 0.8), dpi=150, layout="constrained")
-    grid = np.atleast_2d(fig.subplots(len(axes_kinds), len(MEASURES), squeeze=False))
+    fig = Figure(figsize=(3.2 * len(CURVES), 3.0 * len(axes_kinds) + 0.8), dpi=150, layout="constrained")
+    grid = np.atleast_2d(fig.subplots(len(axes_kinds), len(CURVES), squeeze=False))
     colors = matplotlib.colormaps["tab10"]
     for row, kind in enumerate(axes_kinds):
-        for col, (key, (label, _)) in enumerate(MEASURES.items()):
+        for col, key in enumerate(CURVES):
             ax = grid[row, col]
             for i, curve in enumerate(c for c in curves if c.axis == kind):
                 part = table[table["series"] == curve.label]
@@ -134,7 +134,7 @@ def plot_dose_response(table: pd.DataFrame, curves: list[Series]) -> Figure:
             if kind == "temperature":
                 ax.set_xscale("log", base=2)
             ax.set_xlabel("KD temperature T" if kind == "temperature" else "alpha (weight of the KD term)")
-            ax.set_title(label, fontsize=9)
+            ax.set_title(_label(key), fontsize=9)
             ax.grid(color="#eeeeee", linewidth=0.8)
         grid[row, 0].legend(fontsize=7.5, loc="best")
     fig.suptitle("Dose-response: class-similarity information in the targets (T, teacher, alpha) against detectors, "
@@ -153,12 +153,12 @@ def _readme(params: Params, run: RunResults, table: pd.DataFrame, curves: list[S
              "read; `dose_response.csv` has every seed.", "", f"![dose-response]({FIGURE_FILE})", ""]
     for curve in curves:
         lines += [f"## {curve.label}", "",
-                  "| " + " | ".join([curve.axis, "model", *(label for label, _ in MEASURES.values())]) + " |",
-                  "|" + "---|" * (2 + len(MEASURES))]
+                  "| " + " | ".join([curve.axis, "model", *(_label(key) for key in CURVES)]) + " |",
+                  "|" + "---|" * (2 + len(CURVES))]
         part = table[table["series"] == curve.label]
         for value, name in curve.points:
             cells = []
-            for key in MEASURES:
+            for key in CURVES:
                 values = part.loc[part["model"] == name, key].to_numpy(dtype=float)
                 i = _interval(values) if np.isfinite(values).sum() else None
                 cells.append("n/a" if i is None else f"{i.mean:.3f}" if np.isnan(i.low)
@@ -166,9 +166,9 @@ def _readme(params: Params, run: RunResults, table: pd.DataFrame, curves: list[S
             lines.append(f"| {value:g} | `{name}` | " + " | ".join(cells) + " |")
         lines += ["", f"Steps along {curve.axis} (paired differences over seeds, each step's verdict on "
                   "\"increases\"; the trend holds only if every step holds):", ""]
-        measured = [key for key in ("detectors", "top1", "entropy_a", "entropy_b", "same_type_mass")
+        measured = [key for key in ("detectors", "top1", "entropy", "nontarget_entropy", "same_type_mass")
                     if part[key].notna().all()]  # same-type mass only on the concept world
-        lines += [f"- {MEASURES[key][0]}: {_trend(run, curve, key)}" for key in measured]
+        lines += [f"- {_label(key)}: {_trend(run, curve, key)}" for key in measured]
         lines.append("")
     return "\n".join(lines)
 
@@ -187,7 +187,7 @@ def write_dose_response(params: Params, layout: study.Layout, out: Path, command
 
     Raises:
         ParamsError: the params have no series of two points or more (apply the profile first).
-        FileNotFoundError, FiguresInputError: as :func:`kdinterp.reporting.results.load_run`.
+        FileNotFoundError, StaleOutputError: as :func:`kdinterp.reporting.results.load_run`.
     """
     curves = series(params)
     if not curves:

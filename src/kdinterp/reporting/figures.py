@@ -18,27 +18,32 @@ for display only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from kdinterp.core import statistics, study
-from kdinterp.core.io import atomic_path, write_text
+from kdinterp.core import statistics
+from kdinterp.core.io import atomic_path
 from kdinterp.core.params import Params
-from kdinterp.reporting.reproduction import reproduction_markdown
+from kdinterp.reporting.paper import (
+    PAPER_DETECTORS,
+    PAPER_LABEL,
+    PAPER_NUM_UNITS,
+    PAPER_TOP1_PERCENT,
+    ROLE_LABELS,
+    STUDENT_ROLES,
+    signed,
+)
+from kdinterp.reporting.results import Metric, RunResults
 from kdinterp.reporting.robustness import sensitivity_grid
-from kdinterp.reporting.grids import draw_grids
-from kdinterp.reporting.results import (FIG1_FILE, PAPER_DETECTORS, PAPER_LABEL, PAPER_NUM_UNITS, PAPER_TOP1_PERCENT,
-                              PER_CATEGORY_FILE, REPRODUCTION_FILE, ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES,
-                              Metric, RunResults, load_run, signed)
 
-__all__ = ["make_figures", "plot_accuracy_detectors", "plot_detectors_per_category", "plot_sensitivity"]
+__all__ = ["STYLE", "plot_accuracy_detectors", "plot_detectors_per_category", "plot_sensitivity", "save_figure"]
 
-_STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "axes.spines.top": False,
+#: The matplotlib style of every figure.
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "axes.spines.top": False,
           "axes.spines.right": False, "legend.frameon": False}
 _DPI = 150
 #: Seed dots: dark, white-edged, spread over this share of a bar's width.
@@ -132,12 +137,12 @@ def plot_accuracy_detectors(params: Params, run: RunResults) -> Figure:
     labels = [m.label for m in students]
     colors = [run.colors[m.name] for m in students]
     teacher = run.by_role("teacher")
-    teacher_top1 = 100 * float(np.mean([m.top1 for m in teacher]))
-    units = students[0].num_units
+    teacher_top1 = 100 * float(np.mean([m.evaluation.top1 for m in teacher]))
+    units = students[0].dissection.num_units
     fig = Figure(figsize=(10, 7.6), dpi=_DPI, layout="constrained")
     (acc_run, acc_paper), (det_run, det_paper) = fig.subplots(2, 2)
 
-    acc_seeds, run_acc, acc_delta = _role_values(run, lambda m: 100 * m.top1)
+    acc_seeds, run_acc, acc_delta = _role_values(run, lambda m: 100 * m.evaluation.top1)
     paper_acc = [PAPER_TOP1_PERCENT[role] for role in STUDENT_ROLES]
     _role_panel(acc_run, labels, run_acc, colors, _with_delta(run_acc, acc_delta, ".2f", ".2f", "%", " pp"),
                 paper=False, ylim=100.0, seeds=acc_seeds)
@@ -149,7 +154,7 @@ def plot_accuracy_detectors(params: Params, run: RunResults) -> Figure:
                 _with_delta(paper_acc, [p - paper_acc[0] for p in paper_acc], ".2f", ".2f", "%", " pp"),
                 paper=True, ylim=100.0)
 
-    det_seeds, run_det, det_delta = _role_values(run, lambda m: m.num_detectors)
+    det_seeds, run_det, det_delta = _role_values(run, lambda m: m.dissection.num_detectors)
     paper_det = [PAPER_DETECTORS[role] for role in STUDENT_ROLES]
     top_share = 1.3 * max(max(float(np.max(s)) for s in det_seeds) / units, max(paper_det) / PAPER_NUM_UNITS)
     _role_panel(det_run, labels, run_det, colors, _with_delta(run_det, det_delta, ".1f", ".1f"),
@@ -205,12 +210,12 @@ def plot_detectors_per_category(params: Params, run: RunResults) -> Figure:
         seeds = run.seeds_of(name)
         first = seeds[0]
         xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(run.categories))]
-        per_seed = [np.array([m.detectors.get(category, 0) for m in seeds], dtype=np.float64)
+        per_seed = [np.array([m.dissection.detectors.get(category, 0) for m in seeds], dtype=np.float64)
                     for category in run.categories]
         means = [float(np.mean(v)) for v in per_seed]
-        total = float(np.mean([m.num_detectors for m in seeds]))
+        total = float(np.mean([m.dissection.num_detectors for m in seeds]))
         ax.bar(xs, means, width=width * 0.92, color=run.colors[name],
-               label=f"{first.label}: {first.arch}, {total:.3g} detectors / {first.num_units} units "
+               label=f"{first.label}: {first.arch}, {total:.3g} detectors / {first.dissection.num_units} units "
                      + (f"(n = {len(seeds)})" if first.per_seed else f"(seed {first.seed})"))
         _seed_dots(ax, xs, per_seed, width * 0.92, None)
         tops = [float(np.max(v)) for v in per_seed]
@@ -253,10 +258,10 @@ def plot_sensitivity(params: Params, run: RunResults) -> Figure:
         for name in run.names:
             seeds, color = run.seeds_of(name), run.colors[name]
             for basis, style in (("unit", "-"), ("rotated", "--")):
-                present = all((basis, q, t) in m.sensitivity for m in seeds for t in thresholds)
+                present = all((basis, q, t) in m.dissection.sensitivity for m in seeds for t in thresholds)
                 if basis == "rotated" and not (np.isclose(q, run.quantile) and present):
                     continue
-                values = np.array([[m.sensitivity[basis, q, t][0] for t in thresholds] for m in seeds], float)
+                values = np.array([[m.dissection.sensitivity[basis, q, t][0] for t in thresholds] for m in seeds], float)
                 mean = values.mean(0)
                 if len(seeds) > 1:
                     bands = [statistics.t_interval(values[:, j]) for j in range(len(thresholds))]
@@ -269,7 +274,7 @@ def plot_sensitivity(params: Params, run: RunResults) -> Figure:
                 ax.plot(thresholds, mean, style, color=color, linewidth=2.0, label=None if label in labelled else label)
                 labelled.add(label)
         ax.axvline(run.iou_threshold, color="#888888", linewidth=0.8, linestyle=":")
-        ax.set_ylim(0, 1.02 * max(m.num_units for m in run.models.values()))  # a count: bands may reach below 0
+        ax.set_ylim(0, 1.02 * max(m.dissection.num_units for m in run.models.values()))  # a count: bands may reach below 0
         ax.set_title(f"quantile {q:g}" + (" (params)" if np.isclose(q, run.quantile) else ""))
         ax.set_xlabel("IoU threshold")
         ax.grid(color="#eeeeee", linewidth=0.8)
@@ -282,36 +287,7 @@ def plot_sensitivity(params: Params, run: RunResults) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG at the figures' resolution, atomically, without the software metadata (stable bytes)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
-
-
-def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
-    """Stage ``figures``: write the three figures, the two P14 grids (:mod:`kdinterp.reporting.grids`, when
-    params.yaml has a ``saliency`` section) and ``REPRODUCTION.md`` into ``out``.
-
-    Every input is read and checked before anything is written.
-
-    Args:
-        params: the run's parameters.
-        layout: where the pipeline's outputs are (``study.Layout(Path("outputs"))``).
-        out: the destination directory (``paper_figures/``), created if missing.
-
-    Raises:
-        FileNotFoundError: an input is missing; the message names the file and the stage that writes it.
-        ParamsError: a paper role has no model in ``params.paper_models``.
-        FiguresInputError: an input is incomplete or stale.
-    """
-    run = load_run(params, layout)
-    out = Path(out)
-    figures: dict[str, Callable[[Params, RunResults], Figure]] = {
-        FIG1_FILE: plot_accuracy_detectors, PER_CATEGORY_FILE: plot_detectors_per_category,
-        SENSITIVITY_FILE: plot_sensitivity}
-    with matplotlib.rc_context(_STYLE):
-        grids = draw_grids(params, layout)  # P14 grids (with a saliency section): read before anything is written
-        for name, draw in figures.items():
-            _save(draw(params, run), out / name)
-        for name, grid in grids.items():
-            _save(grid, out / name)
-    write_text(out / REPRODUCTION_FILE, reproduction_markdown(params, run))

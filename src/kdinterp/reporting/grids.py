@@ -3,7 +3,7 @@
 The counterparts of the paper's two qualitative figures (research/paper.md §4.2, [FIGS]):
 
 * :data:`ACTIVATION_GRID_FILE`: rows image, scratch, KD, LS; each student's layer4 activation map
-  as the overlay of the paper's code, ``(act * 0.8 + 0.2) * image`` (:func:`kdinterp.measures.attribution.overlay`);
+  as the overlay of the paper's code, ``(act * 0.8 + 0.2) * image`` (:func:`kdinterp.measures.saliency.attribution.overlay`);
 * :data:`GRADIENT_GRID_FILE`: rows image, scratch, KD; the absolute input gradient of the loss,
   min-max scaled per image.
 
@@ -15,29 +15,28 @@ images and seeds) are in REPRODUCTION.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from kdinterp.measures import attribution
-
 from kdinterp.core import study
 from kdinterp.core.params import Params
-from kdinterp.reporting.results import ROLE_LABELS, STUDENT_ROLES, FiguresInputError, require_input
+from kdinterp.core.records import require_input
+from kdinterp.core.study import ACTIVATION_GRID_FILE, GRADIENT_GRID_FILE
+from kdinterp.measures import saliency
+from kdinterp.measures.saliency import attribution
+from kdinterp.reporting.paper import ROLE_LABELS, STUDENT_ROLES
+from kdinterp.reporting.results import FiguresInputError
 
-__all__ = ["ACTIVATION_GRID_FILE", "ACTIVATION_ROLES", "GRADIENT_GRID_FILE", "GRADIENT_ROLES", "draw_grids", "plot_grid"]
+__all__ = ["ACTIVATION_ROLES", "GRADIENT_ROLES", "draw_grids", "plot_grid"]
 
-ACTIVATION_GRID_FILE = "fig_activation_grid.png"
-GRADIENT_GRID_FILE = "fig_loss_gradient_grid.png"
 #: The student rows of each grid, as in the paper's figures.
 ACTIVATION_ROLES: tuple[str, ...] = STUDENT_ROLES
 GRADIENT_ROLES: tuple[str, ...] = ("scratch", "kd")
 
 
 def _model(params: Params, role: str) -> study.Model:
-    """The student of ``role`` (of :data:`~kdinterp.reporting.results.STUDENT_ROLES`) at the first seed."""
+    """The student of ``role`` (of :data:`~kdinterp.reporting.paper.STUDENT_ROLES`) at the first seed."""
     return study.find(params, params.paper_models[role], params.seeds[0])
 
 
@@ -51,7 +50,8 @@ def _load(params: Params, layout: study.Layout, roles: tuple[str, ...], key: str
     images, index, rows = None, None, []
     for role in roles:
         model = _model(params, role)
-        path = require_input(layout.saliency(model, study.Layout.MAPS), model.stage("saliency"), "figures")
+        path = require_input(saliency.MEASURE.path(layout, model, saliency.MAPS), saliency.MEASURE.stage_of(model),
+                             "figures")
         with np.load(path) as npz:
             if index is None:
                 index, images = npz["index"], npz["images"].astype(np.float32) / 255
@@ -97,7 +97,7 @@ def plot_grid(params: Params, layout: study.Layout, kind: str) -> Figure:
 
 
 def draw_grids(params: Params, layout: study.Layout) -> dict[str, Figure]:
-    """Both grids by output file name (:data:`ACTIVATION_GRID_FILE`, :data:`GRADIENT_GRID_FILE`); none without
+    """Both grids by output file name (:data:`kdinterp.core.study.ACTIVATION_GRID_FILE`, :data:`~kdinterp.core.study.GRADIENT_GRID_FILE`); none without
     a ``saliency`` section. Every input is read before the caller writes anything.
 
     Raises:

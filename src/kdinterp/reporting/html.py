@@ -11,13 +11,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from kdinterp.core.params import CATEGORIES, Params
-from kdinterp.reporting.results import ROLE_LABELS
-
-if TYPE_CHECKING:
-    from kdinterp.reporting.report import ModelDissection
+from kdinterp.measures.dissection import DissectionSummary
+from kdinterp.reporting.dissections import ModelDissection
+from kdinterp.reporting.paper import ROLE_LABELS
 
 __all__ = ["CSS", "Series", "bar_chart_svg", "index_page", "model_page", "strip_path"]
 
@@ -155,17 +153,17 @@ def _role_badge(model: ModelDissection) -> str:
     return f' <span class="role" style="background:{_e(model.color)}">{_e(ROLE_LABELS[model.role])}</span>'
 
 
-def _settings_line(summary: dict, params: Params) -> str:
-    return (f"Layer <code>{_e(summary['layer'])}</code> on the probe set "
-            f"<code>{_e(params.dissection.broden_dir)}</code> ({summary['num_images']} images). Unit threshold: "
-            f"the top {100 * summary['quantile']:g}% of its activations; detector: IoU &ge; "
-            f"{summary['iou_threshold']:g}. Units are numbered from 0.")
+def _settings_line(summary: DissectionSummary, params: Params) -> str:
+    return (f"Layer <code>{_e(summary.layer)}</code> on the probe set "
+            f"<code>{_e(params.dissection.broden_dir)}</code> ({summary.num_images} images). Unit threshold: "
+            f"the top {100 * summary.quantile:g}% of its activations; detector: IoU &ge; "
+            f"{summary.iou_threshold:g}. Units are numbered from 0.")
 
 
-def _headline(summary: dict) -> str:
+def _headline(summary: DissectionSummary) -> str:
     """NetDissect's line: ``X/N units covering Y concepts with IoU >= t``."""
-    return (f"{summary['num_detectors']}/{summary['num_units']} units are detectors, covering "
-            f"{summary['num_unique_concepts']} concepts with IoU &ge; {summary['iou_threshold']:g}")
+    return (f"{summary.num_detectors}/{summary.num_units} units are detectors, covering "
+            f"{summary.num_unique_concepts} concepts with IoU &ge; {summary.iou_threshold:g}")
 
 
 def _concept(name: str) -> str:
@@ -186,11 +184,11 @@ def _comparison_table(models: Sequence[ModelDissection], categories: Sequence[st
     rows = []
     for m in models:
         s = m.summary
-        cells = "".join(f"<td>{s['detectors'].get(c, 0)} ({s['unique_concepts'].get(c, 0)})</td>" for c in categories)
+        cells = "".join(f"<td>{s.detectors.get(c, 0)} ({s.unique_concepts.get(c, 0)})</td>" for c in categories)
         rows.append(f'<tr><td><span class="swatch" style="background:{_e(m.color)}"></span>'
                     f'<a href="{_e(m.key)}.html">{_e(m.name)}</a></td><td>{m.seed}</td>'
                     f'<td class="text">{_e(ROLE_LABELS[m.role]) if m.role else ""}</td>'
-                    f"<td>{s['num_detectors']} / {s['num_units']}</td><td>{s['num_unique_concepts']}</td>{cells}"
+                    f"<td>{s.num_detectors} / {s.num_units}</td><td>{s.num_unique_concepts}</td>{cells}"
                     f'<td class="text">{_strongest(m)}</td></tr>')
     return ("<table>\n<thead><tr><th>model</th><th>seed</th><th>role</th><th>detectors / units</th>"
             f"<th>unique concepts</th>{head}<th>strongest detectors (IoU)</th></tr></thead>\n<tbody>\n"
@@ -233,7 +231,7 @@ def index_page(params: Params, models: Sequence[ModelDissection]) -> str:
     categories = _categories(params)
     groups = _groups(models)
     series = [Series(f"{name} (mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''})", seeds[0].color,
-                     tuple(sum(m.summary["detectors"].get(c, 0) for m in seeds) / len(seeds) for c in categories))
+                     tuple(sum(m.summary.detectors.get(c, 0) for m in seeds) / len(seeds) for c in categories))
               for name, seeds in groups.items()]
     body = "\n".join([
         "<header>",
@@ -268,7 +266,7 @@ def _nav(models: Sequence[ModelDissection], current: str) -> str:
 def _unit_card(model: ModelDissection, row, size: tuple[int, int]) -> str:
     """One unit: concept, unit id, category, IoU, detector badge, strip and activations."""
     unit = int(row.unit)
-    badge = "detector" if row.detector else f"IoU &lt; {model.summary['iou_threshold']:g}"
+    badge = "detector" if row.detector else f"IoU &lt; {model.summary.iou_threshold:g}"
     acts = model.max_activation[unit]
     return (f'<article class="unit{"" if row.detector else " low"}" id="unit-{unit}">'
             f"<h3>{_concept(row.concept)}</h3>"
@@ -295,8 +293,8 @@ def model_page(params: Params, models: Sequence[ModelDissection], model: ModelDi
     """
     categories = _categories(params)
     s = model.summary
-    series = [Series(_title(model), model.color, tuple(s["detectors"].get(c, 0) for c in categories))]
-    unique = " &middot; ".join(f"{_e(c)} {s['unique_concepts'].get(c, 0)}" for c in categories)
+    series = [Series(_title(model), model.color, tuple(s.detectors.get(c, 0) for c in categories))]
+    unique = " &middot; ".join(f"{_e(c)} {s.unique_concepts.get(c, 0)}" for c in categories)
     cards = "\n".join(_unit_card(model, row, strips[int(row.unit)]) for row in model.units.itertuples())
     body = "\n".join([
         _nav(models, model.key),

@@ -8,7 +8,8 @@ Three sections of ``REPRODUCTION.md``, each from the dissect stage's outputs
   t-interval. The rotated-basis control (``dissection.sensitivity.rotation_seed``) multiplies the
   layer output by a random orthogonal matrix: if detectors are axis-aligned, the unit basis has
   more of them than the rotated one (unit minus rotated, paired by seed).
-* **Sensitivity.** The detector predictions (P2, P4, P5: total detectors) re-judged at every
+* **Sensitivity.** The detector predictions of the table (:data:`kdinterp.reporting.predictions.PREDICTIONS`
+  whose every part compares the detector count: P2, P4, P5 on the default) re-judged at every
   (quantile, IoU threshold) of the grid, and on a summary that needs no IoU threshold, the mean
   best IoU over units; the section says where a verdict flips.
 * **Probe set.** How much of a model's detector count is the probe set's doing: the sd of the
@@ -22,8 +23,13 @@ from collections.abc import Callable
 import numpy as np
 
 from kdinterp.core import statistics
-from kdinterp.reporting.predictions import Measure, compare
-from kdinterp.reporting.results import ROLE_LABELS, SENSITIVITY_FILE, STUDENT_ROLES, ModelResult, RunResults, signed
+from kdinterp.core.params import Params
+from kdinterp.core.study import SENSITIVITY_FILE
+from kdinterp.measures.dissection import sensitivity_key
+from kdinterp.reporting.paper import ROLE_LABELS, STUDENT_ROLES, signed
+from kdinterp.reporting.predictions import PREDICTIONS, check_predictions
+from kdinterp.reporting.quantities import Quantity, detectors_at, mean_best_iou
+from kdinterp.reporting.results import ModelResult, RunResults
 
 __all__ = ["controls_section", "markdown_table", "probe_section", "sensitivity_grid", "sensitivity_section",
            "sensitivity_verdicts"]
@@ -35,24 +41,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def _key(basis: str, quantile: float, iou_threshold: float) -> tuple[str, float, float]:
-    return basis, round(float(quantile), 10), round(float(iou_threshold), 10)
-
-
-def _detectors_at(basis: str, quantile: float, iou_threshold: float) -> Measure:
-    key = _key(basis, quantile, iou_threshold)
-    return Measure(f"#detectors ({basis} basis, q {quantile:g}, IoU {iou_threshold:g})", "detectors", ".1f",
-                   lambda m: m.sensitivity[key][0])
-
-
-def _mean_best_iou(basis: str, quantile: float, iou_threshold: float) -> Measure:
-    key = _key(basis, quantile, iou_threshold)
-    return Measure(f"mean best IoU (q {quantile:g})", "IoU", ".4f", lambda m: m.sensitivity[key][1])
-
-
 def sensitivity_grid(run: RunResults) -> tuple[list[float], list[float]]:
     """The quantiles and IoU thresholds of the unit basis that every model's sensitivity.csv has."""
-    common = set.intersection(*(set(m.sensitivity) for m in run.models.values()))
+    common = set.intersection(*(set(m.dissection.sensitivity) for m in run.models.values()))
     unit = [k for k in common if k[0] == "unit"]
     return sorted({k[1] for k in unit}), sorted({k[2] for k in unit})
 
@@ -77,8 +68,8 @@ def _controls(run: RunResults) -> list[str]:
 def controls_section(run: RunResults) -> str:
     """Trained minus untrained, and unit basis minus rotated basis, per model, paired by seed."""
     quantile, threshold = run.quantile, run.iou_threshold
-    unit, rotated = _key("unit", quantile, threshold), _key("rotated", quantile, threshold)
-    has_rotation = all(rotated in m.sensitivity for m in run.models.values())
+    unit, rotated = sensitivity_key("unit", quantile, threshold), sensitivity_key("rotated", quantile, threshold)
+    has_rotation = all(rotated in m.dissection.sensitivity for m in run.models.values())
     controls = _controls(run)
     lines = ["## Controls: is the detector count a sound measure?", ""]
     if controls:
@@ -87,9 +78,9 @@ def controls_section(run: RunResults) -> str:
         for name in run.names:
             if name in controls:
                 continue
-            diff, verdict = _paired(run, name, floor, lambda m: m.num_detectors, ".1f")
-            rows.append([f"`{name}`", f"{np.mean(run.values(name, lambda m: m.num_detectors)):.1f}",
-                         f"{np.mean(run.values(floor, lambda m: m.num_detectors)):.1f}", diff, verdict])
+            diff, verdict = _paired(run, name, floor, lambda m: m.dissection.num_detectors, ".1f")
+            rows.append([f"`{name}`", f"{np.mean(run.values(name, lambda m: m.dissection.num_detectors)):.1f}",
+                         f"{np.mean(run.values(floor, lambda m: m.dissection.num_detectors)):.1f}", diff, verdict])
         lines += [f"**Untrained initialisation** (`{floor}`: the weights each seed's students start from, never "
                   "trained; Bau et al. 2017 dissect random networks the same way). A detector count that training "
                   "does not raise above this floor says nothing about what training taught.", "",
@@ -101,8 +92,8 @@ def controls_section(run: RunResults) -> str:
         rows = []
         for name in run.names:
             per_seed = run.seeds_of(name)
-            a = np.array([m.sensitivity[unit][0] for m in per_seed], dtype=np.float64)
-            b = np.array([m.sensitivity[rotated][0] for m in per_seed], dtype=np.float64)
+            a = np.array([m.dissection.sensitivity[unit][0] for m in per_seed], dtype=np.float64)
+            b = np.array([m.dissection.sensitivity[rotated][0] for m in per_seed], dtype=np.float64)
             c = statistics.paired_difference(a, b, +1)
             rows.append([f"`{name}`", str(len(per_seed)), f"{a.mean():.1f}", f"{b.mean():.1f}",
                          _mean_ci(c.mean, c.interval.low, c.interval.high, ".1f"), c.verdict])
@@ -117,51 +108,50 @@ def controls_section(run: RunResults) -> str:
     return "\n".join(lines)
 
 
-def sensitivity_verdicts(run: RunResults, measure: Measure) -> dict[str, str]:
-    """P2, P4 and P5 judged on ``measure`` instead of the detector count at the params' settings."""
-    s, k, ls = (run.roles[role] for role in STUDENT_ROLES)
-    p2, p4 = compare(run, k, s, measure, +1), compare(run, ls, s, measure, -1)
-    p5 = statistics.combine([p2.comparison.verdict, compare(run, s, ls, measure, +1).comparison.verdict])
-    return {"P2": p2.comparison.verdict, "P4": p4.comparison.verdict, "P5": p5}
+def sensitivity_verdicts(params: Params, run: RunResults, detectors: Quantity) -> dict[str, str]:
+    """The detector predictions of the table (every part compares ``detectors``: P2, P4, P5 on the default)
+    judged on ``detectors`` instead of the count at the params' settings: pid -> verdict."""
+    return {p.pid: p.verdict for p in check_predictions(params, run, only={"detectors": detectors})}
 
 
-def sensitivity_section(run: RunResults) -> str:
+def sensitivity_section(params: Params, run: RunResults) -> str:
     """The detector predictions over the (quantile, IoU threshold) grid and on the mean best IoU."""
     quantiles, thresholds = sensitivity_grid(run)
     if not quantiles:
         return "## Sensitivity of the detector verdicts\n\nNo sensitivity tables in this run."
-    main = sensitivity_verdicts(run, _detectors_at("unit", run.quantile, run.iou_threshold))
+    main = sensitivity_verdicts(params, run, detectors_at("unit", run.quantile, run.iou_threshold))
     rows, flips = [], []
     for q in quantiles:
         for t in thresholds:
-            verdicts = sensitivity_verdicts(run, _detectors_at("unit", q, t))
+            verdicts = sensitivity_verdicts(params, run, detectors_at("unit", q, t))
             mark = " (params)" if np.isclose(q, run.quantile) and np.isclose(t, run.iou_threshold) else ""
             rows.append([f"{q:g}", f"{t:g}{mark}", *(verdicts[p] for p in main)])
             flips += [f"{p} at q {q:g}, IoU {t:g}: {v}" for p, v in verdicts.items() if v != main[p]]
-    free = [[f"{q:g}", *sensitivity_verdicts(run, _mean_best_iou("unit", q, thresholds[0])).values()]
-            for q in quantiles]
+    free = [[f"{q:g}", *sensitivity_verdicts(params, run, mean_best_iou(q)).values()] for q in quantiles]
     means = []
     for role in STUDENT_ROLES:
         name = run.roles[role]
-        values = [run.values(name, lambda m, q=q: m.sensitivity[_key("unit", q, thresholds[0])][1]) for q in quantiles]
+        values = [run.values(name, mean_best_iou(q).value) for q in quantiles]
         means.append([ROLE_LABELS[role], *(f"{v.mean():.4f} \u00b1 {v.std(ddof=1) if v.size > 1 else 0:.4f}"
                                            for v in values)])
+    claims = {spec.pid: spec.claim for spec in PREDICTIONS}
+    at_params = ", ".join(f"{pid} {verdict}" for pid, verdict in main.items())
     summary = ("No verdict flips inside the bands: every setting gives the verdicts of the params' setting."
                if not flips else
-               f"**Verdicts flip inside the bands** ({len(flips)} of {3 * len(rows)} cells differ from the params' "
-               f"setting, where P2 is {main['P2']}, P4 {main['P4']}, P5 {main['P5']}): " + "; ".join(flips[:12])
-               + ("; \u2026" if len(flips) > 12 else "") + ".")
+               f"**Verdicts flip inside the bands** ({len(flips)} of {len(main) * len(rows)} cells differ from the "
+               f"params' setting, where {at_params}): " + "; ".join(flips[:12]) + ("; \u2026" if len(flips) > 12 else "")
+               + ".")
     return "\n".join([
         "## Sensitivity of the detector verdicts", "",
-        "P2 (#det KD > scratch), P4 (#det LS < scratch) and P5 (KD > scratch > LS) depend on two free choices "
-        "of Network Dissection: the activation quantile that sets each unit's threshold and the IoU a detector "
-        "needs. Below, the same paired t-interval verdicts over seeds at every setting of the grid "
+        "The detector predictions (" + ", ".join(f"{pid}: {claims[pid]}" for pid in main) + ") depend on two free "
+        "choices of Network Dissection: the activation quantile that sets each unit's threshold and the IoU a "
+        "detector needs. Below, the same paired t-interval verdicts over seeds at every setting of the grid "
         "(`dissection.sensitivity`), then on the mean best IoU over units, which needs no IoU threshold.", "",
         summary, "",
-        markdown_table(["quantile", "IoU threshold", "P2", "P4", "P5"], rows), "",
+        markdown_table(["quantile", "IoU threshold", *main], rows), "",
         "Threshold-free: the same predictions on the mean over units of each unit's best IoU (mean \u00b1 sd "
         "over seeds below).", "",
-        markdown_table(["quantile", "P2", "P4", "P5"], free), "",
+        markdown_table(["quantile", *main], free), "",
         markdown_table(["model", *(f"mean best IoU, q {q:g}" for q in quantiles)], means), "",
         f"![Detectors vs IoU threshold and quantile]({SENSITIVITY_FILE})",
     ])
@@ -172,16 +162,16 @@ def probe_section(run: RunResults) -> str:
     rows = []
     for name in run.names:
         seeds = run.seeds_of(name)
-        counts = np.array([m.num_detectors for m in seeds], dtype=np.float64)
-        probe = [m.probe_bootstrap for m in seeds]
+        counts = np.array([m.dissection.num_detectors for m in seeds], dtype=np.float64)
+        probe = [m.dissection.probe_bootstrap for m in seeds]
         seed_sd = f"{counts.std(ddof=1):.1f}" if counts.size > 1 else "n/a"
         rows.append([f"`{name}`", str(len(seeds)), f"{counts.mean():.1f}", seed_sd,
-                     f"{np.mean([p['mean'] for p in probe]):.1f}", f"{np.mean([p['sd'] for p in probe]):.1f}",
-                     ", ".join(f"[{p['low']:g}, {p['high']:g}]" for p in probe)])
-    first = next(iter(run.models.values())).probe_bootstrap
+                     f"{np.mean([p.mean for p in probe]):.1f}", f"{np.mean([p.sd for p in probe]):.1f}",
+                     ", ".join(f"[{p.low:g}, {p.high:g}]" for p in probe)])
+    first = next(iter(run.models.values())).dissection.probe_bootstrap
     return "\n".join([
         "## How much of a detector count is the probe set's doing", "",
-        f"Probe bootstrap: {first['replicates']} resamplings of the probe set in {first['blocks']} blocks of "
+        f"Probe bootstrap: {first.replicates} resamplings of the probe set in {first.blocks} blocks of "
         "consecutive images (the probe index interleaves scenes, close-ups and textures), drawn with "
         "replacement; the IoUs and detectors are recounted with each unit's threshold held at its full-set "
         "value, so this is the tally's spread given the thresholds. A unit's best IoU is a maximum over "

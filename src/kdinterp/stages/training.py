@@ -2,7 +2,10 @@
 
 One function trains any model of the study (:func:`train`): the study contract
 (:mod:`kdinterp.core.study`) says which recipe, seed, method and teacher the model has and where its
-outputs go; the method table builds its :class:`~kdinterp.training.distill.Distiller`.
+outputs go; the method table (:mod:`kdinterp.training.methods`) builds its
+:class:`~kdinterp.training.distill.Distiller`. The weights file holds what determines the weights
+(weights, architecture, recipe, seed); the environment that computed them (CPU, threads, library
+versions) goes to a small committed sidecar, ``training/<key>.env.json``.
 """
 
 from __future__ import annotations
@@ -14,16 +17,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import kdinterp.training.methods  # noqa: F401  the builders that study.METHODS names; imported so they are in this stage's code
 from kdinterp.core import codedeps, study
-from kdinterp.training import distributed
-from kdinterp.training.data import class_names, load_dataset
-from kdinterp.core.io import atomic_path
-from kdinterp.training.models import CheckpointError, build_model, check_finite_weights, save_model
+from kdinterp.core.io import atomic_path, sha256_file, write_json
 from kdinterp.core.params import Params, as_dict
 from kdinterp.core.progress import log
-from kdinterp.core.runtime import configure_torch, environment_record
-from kdinterp.training.checkpoints import load_trained, resolve_device, sha256_file
+from kdinterp.core.runtime import configure_torch, environment_record, resolve_device
+from kdinterp.training import distributed, methods
+from kdinterp.training.data import load_dataset
+from kdinterp.training.folders import class_names
+from kdinterp.training.models import CheckpointError, build_model, check_finite_weights, load_trained, save_model
 from kdinterp.training.train import fit
 
 __all__ = ["import_weights", "initial_model", "read_state_dict", "train", "write_initial"]
@@ -36,8 +38,9 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     (:func:`write_initial`). A teacher with ``weights`` (:attr:`kdinterp.core.study.Model.imported`) is
     not trained either: its file is imported (:func:`import_weights`).
 
-    Writes ``layout.model_file(model)`` (weights + header with the recipe, seed and environment),
-    ``layout.history(model)`` (per-epoch CSV) and, every epoch, ``layout.checkpoints(model)/last.pt``.
+    Writes ``layout.model_file(model)`` (weights + header with the recipe and seed),
+    ``layout.environment(model)`` (:func:`write_environment`), ``layout.history(model)`` (per-epoch
+    CSV) and, every epoch, ``layout.checkpoints(model)/last.pt``.
     The seed fixes the initialisation (``torch.manual_seed(seed)`` right before the model is
     built) and, through :func:`kdinterp.training.train.fit`, the data order and augmentation: students of
     one seed start from the same weights and see the same batches.
@@ -66,7 +69,8 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     val_set = load_dataset(data, train=False)
     classes = list(train_set.classes)
     student = initial_model(model, len(classes))
-    distiller = study.METHODS[model.method].build(student, teacher, model, len(classes), len(train_set))
+    distiller = methods.build(model.method, student, teacher, model.recipe, len(classes), len(train_set),
+                              where=f"{model.group.section}.{model.name}.options")
     fingerprint = _fingerprint({"info": info, "model": as_dict(model.arch), "optim": as_dict(model.optim),
                                 "data": as_dict(data), "train_data": _data_identity(train_set, data),
                                 "code": codedeps.code_hash(__name__)})
@@ -79,11 +83,19 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
                   checkpoint_dir=layout.checkpoints(model), fingerprint=fingerprint, device=ctx.device,
                   num_workers=data.num_workers, label=model.key, eval_batch_size=data.eval_batch_size)
     if ctx.is_main:
-        info["environment"] = environment_record()
         save_model(distiller.student, layout.model_file(model), model.arch, classes, info=info)
+        write_environment(layout, model)
         with atomic_path(layout.history(model)) as tmp:
             pd.DataFrame(records).to_csv(tmp, index=False)
     distributed.barrier(ctx)
+
+
+def write_environment(layout: study.Layout, model: study.Model) -> None:
+    """Write ``layout.environment(model)``: the environment that computed the weights
+    (:func:`kdinterp.core.runtime.environment_record`: CPU model and ISA flags, threads, library
+    versions, the pinned numerical variables), as key-sorted JSON. A fresh clone that retrains on
+    another machine changes only these sidecars when the weights come out the same."""
+    write_json(layout.environment(model), environment_record())
 
 
 def initial_model(model: study.Model, num_classes: int) -> torch.nn.Module:
@@ -106,9 +118,9 @@ def write_initial(params: Params, model: study.Model, layout: study.Layout) -> N
     """
     classes = class_names(params.data)
     net = initial_model(model, len(classes))
-    info = {"name": model.name, "seed": model.seed, "group": model.group.kind, **as_dict(model.recipe),
-            "environment": environment_record()}
+    info = {"name": model.name, "seed": model.seed, "group": model.group.kind, **as_dict(model.recipe)}
     save_model(net, layout.model_file(model), model.arch, classes, info=info)
+    write_environment(layout, model)
     log(f"{model.key}: wrote the untrained initialisation of seed {model.seed} ({model.arch.arch}, "
         f"width {model.arch.width})")
 
@@ -122,7 +134,7 @@ def import_weights(params: Params, model: study.Model, layout: study.Layout) -> 
     for ``width: 64, small_input: false`` (BatchNorm's ``num_batches_tracked``, absent from files
     saved before PyTorch 0.4.1, is set to 0). ``classes`` are the train ImageFolder's sorted folder
     names, the logit order of torchvision's ImageNet weights (sorted WordNet ids). The output has
-    the header of a trained model (name, seed, group, recipe, environment) plus ``method:
+    the header of a trained model (name, seed, group, recipe) plus ``method:
     imported`` and ``weights_sha256``, so distillation, evaluation and dissection read it unchanged;
     ``layout.history(model)`` is written with no epochs (dvc.yaml declares it for every teacher).
 
@@ -156,8 +168,9 @@ def import_weights(params: Params, model: study.Model, layout: study.Layout) -> 
     check_finite_weights(path, state)
     net.load_state_dict(state, strict=True)
     info = {"name": model.name, "seed": model.seed, "group": model.group.kind, "method": "imported",
-            **as_dict(model.recipe), "weights_sha256": sha256_file(path), "environment": environment_record()}
+            **as_dict(model.recipe), "weights_sha256": sha256_file(path)}
     save_model(net, layout.model_file(model), model.arch, classes, info=info)
+    write_environment(layout, model)
     with atomic_path(layout.history(model)) as tmp:
         tmp.write_text("epoch,val_top1\n", encoding="utf-8")  # imported: no training epochs
     log(f"{model.key}: imported {path} ({model.arch.arch}, width {model.arch.width}, {len(classes)} classes)")

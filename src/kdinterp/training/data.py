@@ -16,30 +16,20 @@ once, augmented a batch at a time by the trainer), else an ``ImageFolder`` with
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import datasets
 from torchvision.transforms import v2
 
-from kdinterp.core.errors import KdinterpError
-from kdinterp.core.io import read_json
 from kdinterp.core.params import DataParams
+from kdinterp.training.folders import image_folder
+from kdinterp.training.memory_data import EvalBatches, InMemoryImages, decoded_size
 
-if TYPE_CHECKING:
-    from kdinterp.training.memory_data import InMemoryImages
-
-__all__ = ["IN_MEMORY_LIMIT_BYTES", "DataError", "InMemoryImages", "WithIndex", "build_transform", "class_names",
-           "eval_loader", "image_folder", "load_dataset", "make_loader", "normalize"]
+__all__ = ["IN_MEMORY_LIMIT_BYTES", "WithIndex", "build_transform", "eval_loader", "load_dataset", "make_loader",
+           "normalize"]
 
 #: Largest decoded size (``N * 3 * H * W`` bytes) for which :func:`load_dataset` keeps a data set in memory.
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
-
-
-class DataError(KdinterpError, ValueError):
-    """The data set on disk does not match what the parameters describe."""
 
 
 def normalize(data: DataParams) -> v2.Transform:
@@ -66,39 +56,6 @@ def build_transform(data: DataParams, train: bool) -> v2.Transform:
         geometry = [v2.RandomResizedCrop(size), v2.RandomHorizontalFlip()] if train \
             else [v2.Resize(round(size * 256 / 224)), v2.CenterCrop(size)]
     return v2.Compose([*geometry, normalize(data)])
-
-
-def image_folder(root: str | Path, transform: v2.Transform) -> datasets.ImageFolder:
-    """An ImageFolder data set (one sub-directory per class, sorted names = class indices).
-
-    Raises:
-        DataError: ``root`` is missing or holds no class directories.
-    """
-    path = Path(root)
-    if not path.is_dir():
-        raise DataError(f"{path}: data directory not found; generate the data with `make data` "
-                        "(or `dvc pull data.dvc` where a DVC remote is configured)")
-    try:
-        return datasets.ImageFolder(str(path), transform=transform)
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: not an ImageFolder tree ({err})") from err
-
-
-def class_names(data: DataParams) -> list[str]:
-    """Class names in logit order, checked between train and val and against ``world.json``.
-
-    Raises:
-        DataError: train and val disagree, or the world description lists other classes.
-    """
-    train = image_folder(data.train_dir, transform=None).classes
-    val = image_folder(data.val_dir, transform=None).classes
-    if train != val:
-        raise DataError(f"{data.train_dir} and {data.val_dir} have different class folders")
-    if data.world_file:
-        world = [c["name"] for c in read_json(data.world_file)["classes"]]
-        if world != train:
-            raise DataError(f"{data.world_file} lists other classes than {data.train_dir}; regenerate data/ (`make data`)")
-    return train
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
@@ -147,8 +104,6 @@ def load_dataset(data: DataParams, train: bool) -> Dataset:
     """
     root = data.train_dir if train else data.val_dir
     if data.augment == "crop_flip":
-        from kdinterp.training.memory_data import InMemoryImages, decoded_size
-
         folder = image_folder(root, transform=None)
         height, width = decoded_size(folder.samples[0][0])
         if len(folder) * 3 * height * width <= IN_MEMORY_LIMIT_BYTES:
@@ -168,17 +123,6 @@ def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0,
     Raises:
         ValueError: an in-memory data set whose images are not ``S x S`` (load it with ``train=False``).
     """
-    from kdinterp.training.memory_data import EvalBatches, InMemoryImages
-
     if isinstance(dataset, InMemoryImages):
         return EvalBatches(dataset, batch_size, device)
     return make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
-
-
-def __getattr__(name: str) -> Any:
-    """``from kdinterp.training.data import InMemoryImages``: re-exported lazily (memory_data imports this module)."""
-    if name == "InMemoryImages":
-        from kdinterp.training.memory_data import InMemoryImages
-
-        return InMemoryImages
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

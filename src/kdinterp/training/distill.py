@@ -12,6 +12,8 @@ once before the first epoch; everything but the teacher is checkpointed
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -19,6 +21,18 @@ from torch.utils.data import Dataset
 from kdinterp.training.losses import cross_entropy, kd_terms
 
 __all__ = ["Distiller", "LogitKD", "Vanilla"]
+
+
+def check_classes(student: nn.Module, teacher: nn.Module | None, num_classes: int) -> None:
+    """Both networks' ``fc`` output ``num_classes`` logits.
+
+    Raises:
+        ValueError: a network outputs another number of classes.
+    """
+    for role, model in (("student", student), ("teacher", teacher)):
+        fc = getattr(model, "fc", None)
+        if isinstance(fc, nn.Linear) and fc.out_features != num_classes:
+            raise ValueError(f"the {role} outputs {fc.out_features} classes, the data set has {num_classes}")
 
 
 class Distiller(nn.Module):
@@ -81,9 +95,17 @@ class Vanilla(Distiller):
     label smoothing; the paper's f_scratch (eps = 0) and f_LS (eps > 0).
     """
 
+    Options = None
+
     def __init__(self, student: nn.Module, label_smoothing: float = 0.0) -> None:
         super().__init__(student)
         self.label_smoothing = label_smoothing
+
+    @classmethod
+    def from_recipe(cls, student: nn.Module, teacher: nn.Module | None, recipe: Any, options: None,
+                    num_classes: int, num_samples: int) -> Vanilla:
+        """The study's constructor (:mod:`kdinterp.training.methods`): the recipe's ``label_smoothing``."""
+        return cls(student, recipe.label_smoothing)
 
     def forward_train(self, images: torch.Tensor, targets: torch.Tensor,
                       indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -97,11 +119,24 @@ class LogitKD(Distiller):
     Loss: see :func:`kdinterp.training.losses.kd_terms` (paper's alpha weights the distillation term).
     """
 
+    Options = None
+
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, alpha: float) -> None:
         super().__init__(student)
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature = temperature
         self.alpha = alpha
+
+    @classmethod
+    def from_recipe(cls, student: nn.Module, teacher: nn.Module, recipe: Any, options: None, num_classes: int,
+                    num_samples: int) -> LogitKD:
+        """The study's constructor (:mod:`kdinterp.training.methods`): the recipe's ``temperature`` and ``alpha``.
+
+        Raises:
+            ValueError: a network outputs another number of classes than ``num_classes``.
+        """
+        check_classes(student, teacher, num_classes)
+        return cls(student, teacher, recipe.temperature, recipe.alpha)
 
     def train(self, mode: bool = True) -> LogitKD:
         """Set the student's mode; the teacher always stays in eval mode."""

@@ -28,8 +28,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from kdinterp.training.data import DataError, image_folder
 from kdinterp.core.params import DataParams
+from kdinterp.training.folders import DataError, image_folder
 
 __all__ = ["EvalBatches", "InMemoryImages", "TrainBatches", "crop_flip", "decoded_size", "draw_crop_flip",
            "to_normalized"]

@@ -17,6 +17,7 @@ Checkpoints are untrusted input (they come from remote storage): models are stor
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +32,12 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from kdinterp.core.config import ParamsError, from_mapping
 from kdinterp.core.errors import KdinterpError, NonFiniteError
 from kdinterp.core.io import atomic_path
-from kdinterp.core.params import ModelParams
+from kdinterp.core.params import ModelParams, Params
+from kdinterp.core.study import Model
+from kdinterp.training.folders import class_names
 
 __all__ = ["CheckpointError", "WideResNet", "build_model", "check_finite_weights", "load_model", "read_header",
-           "save_model"]
+           "load_trained", "save_model", "tensors_sha256"]
 
 _BLOCKS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     "resnet10": (BasicBlock, [1, 1, 1, 1]),
@@ -107,13 +110,31 @@ def save_model(model: nn.Module, path: str | Path, spec: ModelParams, classes: S
         path: target ``.safetensors`` file, written atomically.
         spec: the architecture it was built from.
         classes: class names in logit order.
-        info: extra JSON-serialisable metadata (training method, seed, ...).
+        info: extra JSON-serialisable metadata (training method, seed, ...). It holds what determines
+            the weights, never the machine (the environment goes to a sidecar file), so that the same
+            training on another machine with the same instruction set writes the same bytes.
+
+    The header also records :func:`tensors_sha256` of the weights; :func:`load_model` checks it.
     """
-    header = {"model": {"arch": spec.arch, "width": spec.width, "small_input": spec.small_input},
-              "classes": list(classes), "info": info or {}}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"model": {"arch": spec.arch, "width": spec.width, "small_input": spec.small_input},
+              "classes": list(classes), "info": info or {}, "tensors_sha256": tensors_sha256(state)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"kdinterp": json.dumps(header, sort_keys=True)})
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors of a state dict: each name, dtype, shape and raw bytes, in name order.
+
+    Args:
+        state: tensor name -> CPU tensor.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -194,6 +215,11 @@ def load_model(path: str | Path, expected: ModelParams | None = None,
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: the weights cannot be read ({err}); restore the file (`dvc checkout`) "
                               "or retrain it (`dvc repro`)") from None
+    expected_hash = header.get("tensors_sha256")
+    if expected_hash is not None and tensors_sha256(state) != expected_hash:
+        raise CheckpointError(f"{path}: the weights do not match the hash in the file's header (the file is "
+                              "corrupted); restore it with `dvc pull` (or `dvc checkout`), or retrain it with "
+                              "`dvc repro` of its train stage")
     check_finite_weights(path, state)
     try:
         model.load_state_dict(state, strict=True)
@@ -218,3 +244,26 @@ def check_finite_weights(path: str | Path, state: dict[str, torch.Tensor]) -> No
 def _describe(spec: ModelParams) -> str:
     stem = ", small-input stem" if spec.small_input else ""
     return f"{spec.arch} (width {spec.width}{stem})"
+
+
+def load_trained(params: Params, model: Model, path: Path) -> tuple[nn.Module, dict, list[str]]:
+    """Load ``model`` from ``path``, checking its architecture, seed and classes against params and data.
+
+    Returns:
+        ``(model, header, classes)`` with ``classes`` the data set's class names in logit order.
+
+    Raises:
+        CheckpointError: the file is missing, malformed, of another architecture, or was trained
+            on other classes than the data set in ``params.data``.
+        DataError: the data set is missing.
+    """
+    net, header = load_model(path, model.arch)
+    seed = header["info"].get("seed")
+    if seed is not None and seed != model.seed:
+        raise CheckpointError(f"{path}: trained with seed {seed}, but {model.key} has seed {model.seed}; "
+                              f"retrain it (`dvc repro {model.stage('train')}`)")
+    classes = class_names(params.data)
+    if header["classes"] != classes:
+        raise CheckpointError(f"{path}: trained on other classes ({len(header['classes'])}) than "
+                              f"{params.data.train_dir} has ({len(classes)}); retrain it (`dvc repro`)")
+    return net, header, classes

@@ -27,14 +27,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from kdinterp.training import distributed
-from kdinterp.training.data import WithIndex, eval_loader
-from kdinterp.training.distill import Distiller
 from kdinterp.core.errors import NonFiniteError
-from kdinterp.training.memory_data import InMemoryImages, TrainBatches
 from kdinterp.core.io import atomic_path
 from kdinterp.core.params import OptimParams
 from kdinterp.core.progress import log, progress_bar
+from kdinterp.training import distributed
+from kdinterp.training.data import WithIndex, eval_loader
+from kdinterp.training.distill import Distiller
+from kdinterp.training.memory_data import InMemoryImages, TrainBatches
 
 __all__ = ["NonFiniteLossError", "fit", "lr_factor"]
 

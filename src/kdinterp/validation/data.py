@@ -24,7 +24,7 @@ lists, and :func:`validate_data` runs them for the ``validate_data`` stage:
     label is 0 (unlabelled, the label-0 policy of :mod:`kdinterp.dissection.broden`) or a number of
     ``label.csv``.
 
-* :func:`validate_world`: a generated concept world (``kdinterp.world.generate_world``).
+* :func:`validate_world`: a generated concept world (``kdinterp.world.generate.generate_world``).
 
   - ``train/`` and ``val/`` (ImageFolder trees, one table row per class): every class of
     ``world.json`` has a folder and every folder is a class (ImageFolder makes a class of every
@@ -166,7 +166,7 @@ def validate_world(
     """Validate a generated concept world (see the module docstring for the checks).
 
     Args:
-        world_dir: the output directory of :func:`kdinterp.world.generate_world`.
+        world_dir: the output directory of :func:`kdinterp.world.generate.generate_world`.
         min_concept_images: probe images each concept must appear in (label.csv ``frequency``).
         max_coverage: largest share of probe pixels one concept may cover.
         balance_tolerance: largest relative deviation of a class's image count from the split's mean.

@@ -40,7 +40,8 @@ import pandas as pd
 from kdinterp.core.errors import KdinterpError
 from kdinterp.core.io import read_json, write_json
 from kdinterp.core.params import CATEGORIES
-from kdinterp.core.study import SUMMARY_COUNTS, SUMMARY_KEYS, TALLY_COLUMNS, UNITS_COLUMNS, Layout
+from kdinterp.dissection.tables import SUMMARY_COUNTS, TALLY_COLUMNS, UNITS_COLUMNS
+from kdinterp.measures.dissection import SUMMARY, SUMMARY_KEYS, TALLY, UNITS
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationValidationResult
@@ -66,7 +67,7 @@ IOU_TOLERANCE = 1e-6
 MAX_EXAMPLES = 5
 
 # The tables and their schemas are owned by the study contract (kdinterp.core.study).
-TALLY_FILE, UNITS_FILE, SUMMARY_FILE = Layout.TALLY, Layout.UNITS, Layout.SUMMARY
+TALLY_FILE, UNITS_FILE, SUMMARY_FILE = TALLY.name, UNITS.name, SUMMARY.name
 _RECOMPUTED_KEYS = SUMMARY_COUNTS
 #: Columns that identify a row in example output, per table file.
 _ROW_KEYS = {TALLY_FILE: ("unit", "concept"), UNITS_FILE: ("unit",), SUMMARY_FILE: ()}

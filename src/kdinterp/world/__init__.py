@@ -5,12 +5,5 @@ It stands in for ImageNet (fine-grained classification: subtypes of object types
 backgrounds that correlate with the type) and for Broden (a probe set for Network Dissection,
 written in the exact Broden layout). Every classification image also has a ground-truth saliency
 map (object region and subtype-discriminative region, :mod:`kdinterp.world.saliency`). See
-``generate_world``, ``world.json`` and ``docs/concept_world.md``.
+:func:`kdinterp.world.generate.generate_world`, ``world.json`` and ``docs/concept_world.md``.
 """
-
-from kdinterp.world.colors import name_colors
-from kdinterp.world.coverage import concept_coverage
-from kdinterp.world.generate import generate_world
-from kdinterp.world.params import WorldParams
-
-__all__ = ["WorldParams", "concept_coverage", "generate_world", "name_colors"]

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from kdinterp.core.io import write_bytes, write_text
-from kdinterp.world.catalog import CATEGORIES, Concept
+from kdinterp.world.catalog import BRODEN_ORDER, Concept
 from kdinterp.world.compose import Rendered
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "write_tables",
 ]
 
-INDEX_HEADER: tuple[str, ...] = ("image", "split", "ih", "iw", "sh", "sw", *CATEGORIES)
+INDEX_HEADER: tuple[str, ...] = ("image", "split", "ih", "iw", "sh", "sw", *BRODEN_ORDER)
 PIXEL_CATEGORIES: tuple[str, ...] = ("color", "object", "part", "material")
 _PNG_LEVEL = 6  # fixed zlib level: same bytes on every run
 
@@ -101,7 +101,7 @@ def write_probe_image(probe_dir: Path, index: int, rendered: Rendered, n_labels:
     row = {"image": f"{stem}.png", "split": "train" if index % 10 < 7 else "val",
            "ih": str(h), "iw": str(w), "sh": str(h), "sw": str(w)}
     counts = np.zeros(n_labels + 1, dtype=np.int64)
-    for cat in CATEGORIES:
+    for cat in BRODEN_ORDER:
         row[cat] = ""
         if cat in rendered.masks:
             write_image(probe_dir / "images" / f"{stem}_{cat}.png", encode_labels(rendered.masks[cat]))
@@ -139,7 +139,7 @@ def write_tables(probe_dir: Path, records: list[ProbeRecord], concepts: tuple[Co
     freq = np.sum([r.counts > 0 for r in records], axis=0)
     side = int(records[0].row["sh"]) * int(records[0].row["sw"])
     label_rows, cat_rows = [], []
-    for cat in CATEGORIES:
+    for cat in BRODEN_ORDER:
         members = [c for c in concepts if c.category == cat]
         rows = [[str(code), str(c.number), c.name, str(freq[c.number]), _decimal(pixels[c.number] / side)]
                 for code, c in enumerate(members, start=1)]

@@ -11,15 +11,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from kdinterp.core.params import WorldParams
 from kdinterp.world.colors import COLOR_NAMES
-from kdinterp.world.params import WorldParams
 from kdinterp.world.specs import ObjectType, Subtype
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 
-__all__ = ["CATEGORIES", "Concept", "WorldClass", "Catalog", "build_catalog", "concepts"]
+__all__ = ["BRODEN_ORDER", "Concept", "WorldClass", "Catalog", "build_catalog", "concepts"]
 
-#: Broden's category order (category.csv, label numbering, tally columns).
-CATEGORIES: tuple[str, ...] = ("color", "object", "part", "material", "scene", "texture")
+#: The categories of :data:`kdinterp.core.params.CATEGORIES` in Broden's file order (category.csv, label
+#: numbering, index.csv columns); the paper lists them in another order.
+BRODEN_ORDER: tuple[str, ...] = ("color", "object", "part", "material", "scene", "texture")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def concepts() -> tuple[Concept, ...]:
         "scene": [s.name for s in SCENES],
         "texture": list(TEXTURES),
     }
-    flat = [(name, cat) for cat in CATEGORIES for name in names[cat]]
+    flat = [(name, cat) for cat in BRODEN_ORDER for name in names[cat]]
     seen = [n for n, _ in flat]
     duplicates = sorted({n for n in seen if seen.count(n) > 1})
     if duplicates:

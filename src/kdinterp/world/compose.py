@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdinterp.core.params import WorldParams
 from kdinterp.world.catalog import WorldClass, build_catalog
 from kdinterp.world.colors import PROTOTYPES, name_colors
 from kdinterp.world.draw import Grid, Placement, downsample, grid, noise
 from kdinterp.world.objects import Canvas, Instance, draw_object, resolve_parts
-from kdinterp.world.params import WorldParams
 from kdinterp.world.patterns import MATERIAL_PATTERNS, TEXTURE_PATTERNS
 from kdinterp.world.specs import ObjectType, Scene
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES

@@ -34,13 +34,19 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from kdinterp.core.io import write_json
+from kdinterp.core.params import WorldParams
 from kdinterp.world.broden_writer import ProbeRecord, write_image, write_probe_image, write_tables
 from kdinterp.world.catalog import Catalog, WorldClass, build_catalog
 from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
-from kdinterp.world.compose import (Rendered, render_class_image, render_probe_closeup, render_probe_scene,
-                                    render_texture_tile)
+from kdinterp.world.compose import (
+    Rendered,
+    render_class_image,
+    render_probe_closeup,
+    render_probe_scene,
+    render_texture_tile,
+)
 from kdinterp.world.coverage import coverage_table
-from kdinterp.world.params import WorldParams, check_vocabulary
+from kdinterp.world.params import check_vocabulary
 from kdinterp.world.saliency import SALIENCY_DIR, SALIENCY_ENCODING, encode_saliency, saliency_masks
 from kdinterp.world.vocabulary import MATERIALS, OBJECT_TYPES, SCENES, TEXTURES
 

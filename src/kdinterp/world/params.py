@@ -10,7 +10,7 @@ from kdinterp.core.config import ParamsError, from_mapping
 from kdinterp.core.params import WorldParams
 from kdinterp.world.vocabulary import OBJECT_TYPES
 
-__all__ = ["WorldParams", "check_vocabulary", "load_world_params"]
+__all__ = ["check_vocabulary", "load_world_params"]
 
 
 def check_vocabulary(self: WorldParams) -> WorldParams:

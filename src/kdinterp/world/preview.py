@@ -165,7 +165,7 @@ def write_preview(world_dir: str | Path, out_png: str | Path, *, probe_scenes: i
     """Write a labelled contact sheet of a generated world.
 
     Args:
-        world_dir: the output directory of :func:`kdinterp.world.generate_world`.
+        world_dir: the output directory of :func:`kdinterp.world.generate.generate_world`.
         out_png: the PNG to write (atomically).
         probe_scenes: how many probe scenes to show with their masks.
         tile: side of each thumbnail in pixels.

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from kdinterp.core.progress import log, progress_bar
 from kdinterp.training.data import make_loader
-from kdinterp.training.distill import Distiller
+from kdinterp.training.distill import Distiller, check_classes
 from kdinterp.training.hooks import retain_layer
 from kdinterp.training.losses import kd_terms
-from kdinterp.core.progress import log, progress_bar
 
 __all__ = ["FeatureDistiller", "dataset_labels", "fc_in_features", "full_precision", "layer_channels", "run_hooked",
            "train_auxiliary"]
@@ -41,6 +42,9 @@ class FeatureDistiller(Distiller):
     checkpointed with :meth:`trainable_state_dict`, and ``prepare`` need not run again on resume.
     """
 
+    #: The frozen dataclass of the method's ``options:`` (set by each method).
+    Options: type | None = None
+
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, alpha: float) -> None:
         super().__init__(student)
         if not temperature > 0:
@@ -50,6 +54,18 @@ class FeatureDistiller(Distiller):
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature = float(temperature)
         self.alpha = float(alpha)
+
+    @classmethod
+    def from_recipe(cls, student: nn.Module, teacher: nn.Module, recipe: Any, options: Any, num_classes: int,
+                    num_samples: int) -> FeatureDistiller:
+        """The study's constructor (:mod:`kdinterp.training.methods`): the recipe's ``temperature`` and
+        ``alpha``, and the validated ``options`` (``num_samples`` is CRD's, which overrides this).
+
+        Raises:
+            ValueError: a network outputs another number of classes than ``num_classes``.
+        """
+        check_classes(student, teacher, num_classes)
+        return cls(student, teacher, recipe.temperature, recipe.alpha, options)
 
     def frozen_modules(self) -> list[nn.Module]:
         """Auxiliary modules trained in :meth:`prepare` and frozen afterwards (none by default)."""

@@ -9,7 +9,11 @@ import torch
 from torch import nn
 from torchdistill.losses.mid_level import ATLoss
 
-from kdinterp.training.feature_kd._base import FeatureDistiller, full_precision, layer_channels
+from kdinterp.training.feature_kd._base import (
+    FeatureDistiller,
+    full_precision,
+    layer_channels,
+)
 
 __all__ = ["AT", "ATOptions"]
 
@@ -56,6 +60,8 @@ class AT(FeatureDistiller):
 
     Uses: ``torchdistill.losses.mid_level.ATLoss`` as is, fed by forward hooks.
     """
+
+    Options = ATOptions
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, alpha: float,
                  options: ATOptions) -> None:

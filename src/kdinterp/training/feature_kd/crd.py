@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -13,7 +14,13 @@ from torch.utils.data import Dataset
 from torchdistill.losses.mid_level import CRDLoss
 from torchdistill.models.wrapper import Normalizer4CRD
 
-from kdinterp.training.feature_kd._base import FeatureDistiller, dataset_labels, fc_in_features, full_precision
+from kdinterp.training.distill import check_classes
+from kdinterp.training.feature_kd._base import (
+    FeatureDistiller,
+    dataset_labels,
+    fc_in_features,
+    full_precision,
+)
 
 __all__ = ["CRD", "CRDOptions"]
 
@@ -118,6 +125,20 @@ class CRD(FeatureDistiller):
     resumed run needs no ``prepare``. Under torchrun (DDP) the memory update covers the global
     batch (:meth:`synchronise_memory`); each process draws the negatives of its own samples.
     """
+
+    Options = CRDOptions
+
+    @classmethod
+    def from_recipe(cls, student: nn.Module, teacher: nn.Module, recipe: Any, options: CRDOptions, num_classes: int,
+                    num_samples: int) -> CRD:
+        """The study's constructor (:mod:`kdinterp.training.methods`); CRD's memory banks hold ``num_samples``.
+
+        Raises:
+            ValueError: a network outputs another number of classes than ``num_classes``, or
+                ``num_samples < 2``.
+        """
+        check_classes(student, teacher, num_classes)
+        return cls(student, teacher, recipe.temperature, recipe.alpha, options, num_samples)
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, alpha: float,
                  options: CRDOptions, num_samples: int) -> None:

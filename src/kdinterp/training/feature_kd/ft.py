@@ -10,9 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from torchdistill.losses.mid_level import FTLoss
-from torchdistill.models.wrapper import Paraphraser4FactorTransfer, Translator4FactorTransfer
+from torchdistill.models.wrapper import (
+    Paraphraser4FactorTransfer,
+    Translator4FactorTransfer,
+)
 
-from kdinterp.training.feature_kd._base import FeatureDistiller, full_precision, layer_channels, train_auxiliary
+from kdinterp.training.feature_kd._base import (
+    FeatureDistiller,
+    full_precision,
+    layer_channels,
+    train_auxiliary,
+)
 
 __all__ = ["FT", "FTOptions"]
 
@@ -80,6 +88,8 @@ class FT(FeatureDistiller):
     built directly; its ``Teacher4FactorTransfer``/``Student4FactorTransfer`` wrappers only add
     file checkpoints and DDP wrapping) and ``FTLoss`` as is.
     """
+
+    Options = FTOptions
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, alpha: float,
                  options: FTOptions) -> None:

@@ -11,7 +11,12 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchdistill.losses.mid_level import SSKDLoss
 
-from kdinterp.training.feature_kd._base import FeatureDistiller, fc_in_features, full_precision, train_auxiliary
+from kdinterp.training.feature_kd._base import (
+    FeatureDistiller,
+    fc_in_features,
+    full_precision,
+    train_auxiliary,
+)
 
 __all__ = ["SSKD", "SSKDOptions", "cosine_matrix", "rotation_recognition_loss", "rotations"]
 
@@ -152,6 +157,8 @@ class SSKD(FeatureDistiller):
     rotated copy independently (its own random crop and flip); we rotate the augmented image, so
     the four copies show the same crop.
     """
+
+    Options = SSKDOptions
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, alpha: float,
                  options: SSKDOptions) -> None:

@@ -102,7 +102,7 @@ def _reach(root: Path, name: str) -> None:
 def check(root: Path, name: str | None = None, timeout_s: float = REACH_TIMEOUT_S) -> Remote:
     """The configured remote, once it is set (not :data:`PLACEHOLDER`) and answers within ``timeout_s``.
 
-    The remote is asked from a child process (``python -m kdinterp.core.remote ROOT NAME``), killed after
+    The remote is asked from a child process (``python -m kdinterp.workflow.remote ROOT NAME``), killed after
     ``timeout_s``: DVC's S3 filesystem retries an unreachable endpoint for about 9 s (measured on a
     closed loopback port), and its I/O threads would hold up this process's exit.
 
@@ -114,7 +114,7 @@ def check(root: Path, name: str | None = None, timeout_s: float = REACH_TIMEOUT_
         raise RemoteError(f"remote '{remote.name}' still has the placeholder URL {PLACEHOLDER} from .dvc/config; "
                           + _FIX.format(name=remote.name))
     try:
-        done = subprocess.run([sys.executable, "-m", "kdinterp.core.remote", str(root), remote.name], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "kdinterp.workflow.remote", str(root), remote.name], capture_output=True,
                               text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         raise RemoteError(f"remote '{remote.name}' ({remote.url}) did not answer within {timeout_s:g} s; check the "
@@ -202,7 +202,7 @@ def not_in_remote(root: Path, remote: Remote) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m kdinterp.core.remote ROOT NAME``: exit 0 if remote NAME answers, else 1 with the error on stderr."""
+    """``python -m kdinterp.workflow.remote ROOT NAME``: exit 0 if remote NAME answers, else 1 with the error on stderr."""
     try:
         _reach(Path(argv[0]), argv[1])
     except Exception as err:  # any failure of the remote's filesystem is reported, not raised

@@ -3,9 +3,9 @@
 Every map here is ``(N, H, W)`` float32, non-negative, at the input resolution, for images
 ``(N, 3, H, W)`` normalised as for training and their classes ``(N,)`` int64. The attribution is
 taken for the class given in ``targets`` (the true class: the ground truth of
-:mod:`kdinterp.measures.five_band` is the true class's object), through the model in eval mode.
+:mod:`kdinterp.measures.saliency.five_band` is the true class's object), through the model in eval mode.
 
-Methods (:data:`METHODS`; Captum 0.9, https://captum.ai/api/):
+Methods (:data:`kdinterp.measures.saliency.METHODS`; Captum 0.9, https://captum.ai/api/):
 
 * ``input_gradient``: ``captum.attr.Saliency`` (Simonyan et al., ICLR 2014 workshop): the absolute
   gradient of the target logit w.r.t. each input channel, summed over the three channels (the channel
@@ -33,12 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdinterp.core.params import SALIENCY_METHODS
+from kdinterp.measures.saliency import METHODS
 
-__all__ = ["DEFAULT_LAYER", "METHODS", "activation_map", "attribute", "loss_gradient", "minmax", "overlay"]
+__all__ = ["DEFAULT_LAYER", "activation_map", "attribute", "loss_gradient", "minmax", "overlay"]
 
-#: The attribution methods :func:`attribute` knows, in report order (owned by :mod:`kdinterp.core.params`).
-METHODS: tuple[str, ...] = SALIENCY_METHODS
 #: The layer of Grad-CAM and of the activation map: the ResNet's last stage, as dissected.
 DEFAULT_LAYER = "layer4"
 

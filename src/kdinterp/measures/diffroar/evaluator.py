@@ -11,7 +11,7 @@ and
 is > 0 when the attribution puts the discriminative features first, 0 for a random ranking, and
 < 0 when it puts them last (their "feature inversion"). Everything here is a pure function of
 images, labels and attribution maps; the attribution of the model under assessment comes from
-:func:`kdinterp.measures.attribution.attribute` in the stage (:mod:`kdinterp.measures.diffroar`).
+:func:`kdinterp.measures.saliency.attribution.attribute` in the stage (:mod:`kdinterp.measures.diffroar`).
 
 What matches the authors' code (github.com/harshays/inputgradients, ``scripts/saliency_utils.py``
 ``SaliencyMap.get_attribution_indices`` and ``scripts/misc_utils.py`` ``get_masked_data``):

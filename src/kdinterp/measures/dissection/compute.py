@@ -9,28 +9,39 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from kdinterp.core.io import atomic_path
+from kdinterp.core.params import Params
+from kdinterp.core.progress import log
+from kdinterp.core.runtime import configure_torch, resolve_device
+from kdinterp.core.study import Layout, Model
 from kdinterp.dissection import engine as dissection
 from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.dissection.sensitivity import probe_bootstrap, sensitivity_table
 from kdinterp.dissection.variants import Variant, random_rotation
+from kdinterp.measures.dissection import (
+    MEASURE,
+    SENSITIVITY,
+    SUMMARY,
+    TALLY,
+    THRESHOLDS,
+    TOP_IMAGES,
+    UNITS,
+    DissectionParams,
+    DissectionSummary,
+    ProbeBootstrap,
+)
 from kdinterp.training.hooks import retain_layer
-from kdinterp.core.io import atomic_path, write_json
 from kdinterp.training.memory_data import to_normalized
 from kdinterp.training.models import load_model
-from kdinterp.core.params import DissectionParams, Params
-from kdinterp.core.progress import log
-from kdinterp.core.runtime import configure_torch
-from kdinterp.training.checkpoints import resolve_device
-from kdinterp.core.study import Layout, Model
 
 __all__ = ["dissect_model"]
 
 
-def dissect_model(params: Params, model: Model, layout: Layout) -> dict:
+def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSummary:
     """Stage ``dissect_*@<key>``: Network Dissection of ``dissection.layer``.
 
-    Writes under ``layout.dissection(model)``: ``thresholds.npy`` (``(U,)`` float64), ``tally.csv``, ``units.csv``,
-    ``summary.json`` (:mod:`kdinterp.dissection.tables`, plus ``probe_bootstrap``:
+    Writes under ``outputs/dissection/<key>/``: ``thresholds.npy`` (``(U,)`` float64), ``tally.csv``, ``units.csv``,
+    ``summary.json`` (:class:`~kdinterp.measures.dissection.DissectionSummary`: :mod:`kdinterp.dissection.tables`, plus ``probe_bootstrap``:
     :func:`kdinterp.dissection.sensitivity.probe_bootstrap`), ``sensitivity.csv``
     (:func:`kdinterp.dissection.sensitivity.sensitivity_table`: the main tally, the further
     quantiles and the rotated basis over the IoU grid) and ``top_images.npz``
@@ -45,32 +56,34 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> dict:
     normalize = partial(to_normalized, mean=params.data.mean, std=params.data.std)
     band = spec.sensitivity
     result = dissection.dissect(net, spec.layer, dataset, quantile=spec.quantile, batch_size=spec.batch_size,
-                                device=resolve_device(spec.device), num_workers=params.data.num_workers,
+                                device=resolve_device(spec.device, "dissection.device"), num_workers=params.data.num_workers,
                                 activation_rule=spec.activation_rule, top_images=spec.top_images,
                                 variants=_variants(spec, _layer_units(net, spec.layer, dataset, normalize)),
                                 blocks=band.bootstrap_blocks, activations=spec.activations,
                                 activation_memory_bytes=spec.activation_memory_mb << 20,
-                                scratch_dir=layout.dissection(model), batch_transform=normalize)
+                                scratch_dir=layout.measure(MEASURE.name, model), batch_transform=normalize)
     units = dissection.units_table(result, spec.iou_threshold)
-    report = dissection.summary(units, result, quantile=spec.quantile, iou_threshold=spec.iou_threshold,
-                                model=model.name, seed=model.seed)
-    report["probe_bootstrap"] = probe_bootstrap(result.blocks, result.label_category, spec.iou_threshold,
-                                                replicates=band.bootstrap_replicates, seed=model.seed)
+    bootstrap = probe_bootstrap(result.blocks, result.label_category, spec.iou_threshold,
+                                replicates=band.bootstrap_replicates, seed=model.seed)
+    summary = DissectionSummary(**dissection.summary(units, result, quantile=spec.quantile,
+                                                     iou_threshold=spec.iou_threshold, model=model.name,
+                                                     seed=model.seed),
+                                probe_bootstrap=ProbeBootstrap(**bootstrap))
     grid = sorted({*band.iou_thresholds, spec.iou_threshold})
-    with atomic_path(layout.dissection(model, Layout.THRESHOLDS)) as tmp:
+    with atomic_path(MEASURE.path(layout, model, THRESHOLDS)) as tmp:
         np.save(tmp, result.thresholds)
-    with atomic_path(layout.dissection(model, Layout.TALLY)) as tmp:
+    with atomic_path(MEASURE.path(layout, model, TALLY)) as tmp:
         dissection.tally_table(result).to_csv(tmp, index=False)
-    with atomic_path(layout.dissection(model, Layout.UNITS)) as tmp:
+    with atomic_path(MEASURE.path(layout, model, UNITS)) as tmp:
         units.to_csv(tmp, index=False)
-    with atomic_path(layout.dissection(model, Layout.SENSITIVITY)) as tmp:
+    with atomic_path(MEASURE.path(layout, model, SENSITIVITY)) as tmp:
         sensitivity_table(result, spec.quantile, grid).to_csv(tmp, index=False)
-    with atomic_path(layout.dissection(model, Layout.TOP_IMAGES)) as tmp, open(tmp, "wb") as f:
+    with atomic_path(MEASURE.path(layout, model, TOP_IMAGES)) as tmp, open(tmp, "wb") as f:
         result.top_images.save(f)
-    write_json(layout.dissection(model, Layout.SUMMARY), report)
-    log(f"{model.key}: {report['num_detectors']}/{report['num_units']} units are detectors covering "
-        f"{report['num_unique_concepts']} concepts (IoU >= {spec.iou_threshold}); {report['detectors']}")
-    return report
+    summary.write(MEASURE.path(layout, model, SUMMARY))
+    log(f"{model.key}: {summary.num_detectors}/{summary.num_units} units are detectors covering "
+        f"{summary.num_unique_concepts} concepts (IoU >= {spec.iou_threshold}); {summary.detectors}")
+    return summary
 
 
 def _variants(spec: DissectionParams, units: int) -> list[Variant]:

@@ -114,14 +114,13 @@ def _validate(text: str, profile: Path) -> None:
     """Load the merged text as params.yaml would be loaded; raise ParamsError naming the profile."""
     import tempfile
 
-    from kdinterp.core.params import load_params
-    from kdinterp.core.study import check
+    from kdinterp.measures.registry import load_params
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "params.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            check(load_params(path))
+            load_params(path)
         except ParamsError as err:
             raise ParamsError(f"{profile}: the merged parameters are invalid: "
                               f"{str(err).removeprefix(str(path) + ': ')}") from None

@@ -1,6 +1,6 @@
 """Stage ``saliency_*@``: saliency maps of one model on the validation images, scored against the ground truth.
 
-For P12 (five-band scores, :mod:`kdinterp.measures.five_band`) and P14 (object mass shares of the loss
+For P12 (five-band scores, :mod:`kdinterp.measures.saliency.five_band`) and P14 (object mass shares of the loss
 gradient and the layer4 activation, research/paper.md §4.2).
 """
 
@@ -14,17 +14,27 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from kdinterp.measures import attribution, five_band
-from kdinterp.core.config import ParamsError
-from kdinterp.training.data import DataError, image_folder
-from kdinterp.core.io import atomic_path, write_json
-from kdinterp.training.memory_data import to_normalized
-from kdinterp.core.params import DataParams, Params, SaliencyParams
+from kdinterp.core.io import atomic_path
+from kdinterp.core.params import DataParams, Params
 from kdinterp.core.progress import log
-from kdinterp.core.runtime import configure_torch
-from kdinterp.training.checkpoints import load_trained, resolve_device
-from kdinterp.core.study import FIVE_BAND_COLUMNS, Layout, Model
+from kdinterp.core.runtime import configure_torch, resolve_device
+from kdinterp.core.study import Layout, Model
 from kdinterp.core.subsets import evenly_spread
+from kdinterp.measures.saliency import (
+    FIVE_BAND,
+    FIVE_BAND_COLUMNS,
+    MAPS,
+    MEASURE,
+    SUMMARY,
+    FiveBandScores,
+    SaliencyParams,
+    SaliencySummary,
+    attribution,
+    five_band,
+)
+from kdinterp.training.folders import DataError, image_folder
+from kdinterp.training.memory_data import to_normalized
+from kdinterp.training.models import load_trained
 
 __all__ = ["saliency_model"]
 
@@ -98,45 +108,48 @@ def _table(maps: dict[str, np.ndarray], truth: np.ndarray, obj: np.ndarray, spec
     return pd.DataFrame(rows, columns=list(FIVE_BAND_COLUMNS))
 
 
-def saliency_model(params: Params, model: Model, layout: Layout) -> dict:
+def saliency_model(params: Params, model: Model, layout: Layout) -> SaliencySummary:
     """Stage ``saliency_*@<key>``: saliency maps on the val images, five-band scores and object mass shares.
 
-    Writes under ``layout.saliency(model)``: ``five_band.csv`` (:data:`kdinterp.core.study.FIVE_BAND_COLUMNS`,
-    one row per ``saliency.methods``), ``summary.json`` (``model``, ``seed``, ``group``, ``role``,
-    ``num_images``, ``thresholds``, ``five_band`` {method: {pixel_acc, precision, recall, fpr}},
-    ``object_mass`` {``loss_gradient``, ``activation``, each method}: mean shares of map mass inside the
-    object region) and ``maps.npz`` for ``saliency.grid_images`` images spread over the selection
-    (``index (k,)`` int64 into the sorted val files, ``targets (k,)``, ``images (k, 3, S, S)`` uint8,
-    ``object``/``discriminative (k, S, S)`` bool, and float32 ``(k, S, S)`` maps per method,
+    Writes under ``outputs/saliency/<key>/``: ``five_band.csv`` (:data:`~kdinterp.measures.saliency.FIVE_BAND_COLUMNS`,
+    one row per ``saliency.methods``), ``summary.json`` (:class:`~kdinterp.measures.saliency.SaliencySummary`:
+    ``five_band`` per method, ``object_mass`` of ``loss_gradient``, ``activation`` and each method: mean
+    shares of map mass inside the object region) and ``maps.npz`` for ``saliency.grid_images`` images spread
+    over the selection (``index (k,)`` int64 into the sorted val files, ``targets (k,)``, ``images (k, 3, S, S)``
+    uint8, ``object``/``discriminative (k, S, S)`` bool, and float32 ``(k, S, S)`` maps per method,
     ``loss_gradient`` and ``activation``). SmoothGrad's noise is seeded with the model's seed.
 
     Raises:
         ParamsError: params.yaml has no ``saliency`` section.
         DataError, FileNotFoundError, CheckpointError: missing or mismatched data, ground truth or model.
     """
+    from kdinterp.core.config import ParamsError
+
     spec = params.saliency
     if spec is None:
         raise ParamsError("params.yaml: no 'saliency' section; add one (see params.yaml of the default profile)")
     configure_torch()
-    device = resolve_device(spec.device)
+    device = resolve_device(spec.device, "saliency.device")
     net, _, _ = load_trained(params, model, layout.model_file(model))
     net.to(device)
     chosen, images, targets, obj, part = _load(params.data, spec)
     torch.manual_seed(model.seed)
     maps = _maps(net, images, targets, params, device)
     table = _table(maps, five_band.ground_truth(obj, part), obj, spec)
+    rows = table.to_dict("records")
     mass = {name: _mean(five_band.mass_share(maps[name], obj)) for name in ("loss_gradient", "activation")}
-    summary = {"model": model.name, "seed": model.seed, "group": model.group.kind, "role": model.role or "",
-               "num_images": len(images), "thresholds": list(spec.thresholds),
-               "five_band": {r["method"]: {k: r[k] for k in five_band.METRICS} for r in table.to_dict("records")},
-               "object_mass": mass | {r["method"]: _none_if_nan(r["object_mass"]) for r in table.to_dict("records")}}
+    summary = SaliencySummary(
+        model=model.name, seed=model.seed, group=model.group.kind, role=model.role or "", num_images=len(images),
+        thresholds=tuple(spec.thresholds),
+        five_band={r["method"]: FiveBandScores(**{k: r[k] for k in five_band.METRICS}) for r in rows},
+        object_mass=mass | {r["method"]: _none_if_nan(r["object_mass"]) for r in rows})
     grid = evenly_spread(len(images), spec.grid_images)
-    with atomic_path(layout.saliency(model, Layout.FIVE_BAND)) as tmp:
+    with atomic_path(MEASURE.path(layout, model, FIVE_BAND)) as tmp:
         table.to_csv(tmp, index=False)
-    with atomic_path(layout.saliency(model, Layout.MAPS)) as tmp, open(tmp, "wb") as f:
+    with atomic_path(MEASURE.path(layout, model, MAPS)) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, index=chosen[grid], targets=targets.numpy()[grid], images=images.numpy()[grid],
                             object=obj[grid], discriminative=part[grid], **{k: v[grid] for k, v in maps.items()})
-    write_json(layout.saliency(model, Layout.SUMMARY), summary)
+    summary.write(MEASURE.path(layout, model, SUMMARY))
     best = table.set_index("method")
     log(f"{model.key}: five-band pixel accuracy " + ", ".join(f"{m} {best.loc[m, 'pixel_acc']:.3f}" for m in spec.methods)
         + f"; object mass: loss gradient {mass['loss_gradient']}, activation {mass['activation']}")

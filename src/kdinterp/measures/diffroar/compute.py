@@ -6,29 +6,29 @@ import time
 
 import torch
 
-from kdinterp.measures.roar import EvaluatorSettings, channel_mean, diffroar
-from kdinterp.core.io import write_json
-from kdinterp.training.memory_data import InMemoryImages, to_normalized
 from kdinterp.core.params import Params
 from kdinterp.core.progress import log
-from kdinterp.core.runtime import configure_torch
-from kdinterp.measures.attribution import attribute
-from kdinterp.training.checkpoints import load_trained, resolve_device
+from kdinterp.core.runtime import configure_torch, resolve_device
 from kdinterp.core.study import Layout, Model
 from kdinterp.core.subsets import evenly_spread
+from kdinterp.measures.diffroar import MEASURE, SUMMARY, DiffROARPoint, DiffROARSummary, EvaluatorRecord
+from kdinterp.measures.diffroar.evaluator import EvaluatorSettings, channel_mean, diffroar
+from kdinterp.measures.saliency.attribution import attribute
+from kdinterp.training.memory_data import InMemoryImages, to_normalized
+from kdinterp.training.models import load_trained
 
 __all__ = ["diffroar_model", "model_attributions"]
 
 
 def model_attributions(net: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, method: str,
                        batch_size: int) -> torch.Tensor:
-    """``attribute(net, images, targets, method)`` a batch at a time (:func:`kdinterp.measures.attribution.attribute`).
+    """``attribute(net, images, targets, method)`` a batch at a time (:func:`kdinterp.measures.saliency.attribution.attribute`).
 
     Args:
         net: the assessed model (put in eval mode by ``attribute``).
         images: ``(N, 3, H, W)`` float, normalised, on the model's device.
         targets: int64 ``(N,)``, the true classes (the attribution is taken for them).
-        method: an attribution method of :data:`kdinterp.core.params.SALIENCY_METHODS`.
+        method: an attribution method of :data:`kdinterp.measures.saliency.METHODS`.
         batch_size: images per pass.
 
     Returns:
@@ -39,7 +39,7 @@ def model_attributions(net: torch.nn.Module, images: torch.Tensor, targets: torc
     return torch.cat(maps)
 
 
-def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
+def diffroar_model(params: Params, model: Model, layout: Layout) -> DiffROARSummary:
     """Stage ``diffroar_*@<key>``: DiffROAR(k) of ``model``'s attributions for each k of ``diffroar.fractions``.
 
     The model's attributions (``diffroar.method``, for the true class; teacher-free) are computed in
@@ -47,14 +47,11 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
     ``data.train_dir``/``val_dir`` decoded by
     :class:`~kdinterp.training.memory_data.InMemoryImages` with ``train=False``: no augmentation, ``S x S``,
     normalised with ``data.mean``/``std``). The masked pixels are set to the per-channel mean of
-    the normalised training images. Then :func:`kdinterp.measures.roar.diffroar` retrains the evaluator
+    the normalised training images. Then :func:`kdinterp.measures.diffroar.evaluator.diffroar` retrains the evaluator
     on the top-k and bottom-k training sets. The global RNG is seeded with ``diffroar.seed`` before
     the attributions (SmoothGrad's noise).
 
-    Writes ``layout.diffroar(model, Layout.SUMMARY)``: ``model``, ``seed``, ``group``, ``role``,
-    ``method``, ``evaluator`` (its settings), ``num_train``, ``num_val``, ``fill`` (per channel),
-    ``by_k`` (``{"<k>": {acc_top, acc_bottom, diffroar}}``, accuracies as fractions) and
-    ``diffroar_mean`` (the mean of ``diffroar`` over k: the number P13 compares).
+    Writes ``outputs/diffroar/<key>/summary.json`` (:class:`~kdinterp.measures.diffroar.DiffROARSummary`).
 
     Raises:
         CheckpointError: the model file is missing or does not match params and data.
@@ -62,7 +59,7 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
     """
     configure_torch()
     spec, data = params.diffroar, params.data
-    device = resolve_device(spec.device)
+    device = resolve_device(spec.device, "diffroar.device")
     started = time.perf_counter()
     net, _, classes = load_trained(params, model, layout.model_file(model))
     net.to(device)
@@ -80,17 +77,17 @@ def diffroar_model(params: Params, model: Model, layout: Layout) -> dict:
                                  width=spec.width)
     fill = channel_mean(sets[0][0])
     rows = diffroar(sets[0], sets[1], spec.fractions, len(classes), settings, fill=fill)
-    report = {"model": model.name, "seed": model.seed, "group": model.group.kind, "role": model.role or "",
-              "method": spec.method, "evaluator": {"arch": "kdinterp.measures.roar.Evaluator", **vars(settings)},
-              "num_train": int(sets[0][1].shape[0]), "num_val": int(sets[1][1].shape[0]),
-              "fill": [float(v) for v in fill],
-              "by_k": {f"{row['k']:g}": {key: row[key] for key in ("acc_top", "acc_bottom", "diffroar")}
-                       for row in rows},
-              "diffroar_mean": sum(row["diffroar"] for row in rows) / len(rows)}
-    write_json(layout.diffroar(model, Layout.SUMMARY), report)
+    summary = DiffROARSummary(
+        model=model.name, seed=model.seed, group=model.group.kind, role=model.role or "", method=spec.method,
+        evaluator=EvaluatorRecord(arch="kdinterp.measures.diffroar.evaluator.Evaluator", **vars(settings)),
+        num_train=int(sets[0][1].shape[0]), num_val=int(sets[1][1].shape[0]), fill=tuple(float(v) for v in fill),
+        by_k={f"{row['k']:g}": DiffROARPoint(**{key: row[key] for key in ("acc_top", "acc_bottom", "diffroar")})
+              for row in rows},
+        diffroar_mean=sum(row["diffroar"] for row in rows) / len(rows))
+    summary.write(MEASURE.path(layout, model, SUMMARY))
     done = time.perf_counter()
     log(f"{model.key}: DiffROAR ({spec.method}) "
         + ", ".join(f"k={row['k']:g}: {row['acc_top']:.3f} - {row['acc_bottom']:.3f} = {row['diffroar']:+.3f}"
                     for row in rows)
         + f" (attributions {attributed - started:.1f} s, evaluators {done - attributed:.1f} s)")
-    return report
+    return summary
