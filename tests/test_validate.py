@@ -17,14 +17,8 @@ import pandas as pd
 import pytest
 
 from kdinterp.core.params import CATEGORIES
-from kdinterp.validation.dissection import (
-    MissingTableError,
-    TableReport,
-    ValidationError,
-    format_failures,
-    validate_dissection,
-    validate_dissections,
-)
+from kdinterp.validation.dissection import validate_dissection, validate_dissections
+from kdinterp.validation.expectations import MissingTableError, TableReport, ValidationError, format_failures
 
 NUM_UNITS = 6
 DEAD_UNIT = 2  # overlaps no concept: empty concept in units.csv, no tally rows

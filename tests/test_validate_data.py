@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 from kdinterp.cli import app
 from kdinterp.core.params import WorldParams
-from kdinterp.validation.data import min_concept_images, validate_broden, validate_data, validate_world
-from kdinterp.validation.dissection import MissingTableError, TableReport, ValidationError
+from kdinterp.validation.data import validate_data
+from kdinterp.validation.expectations import MissingTableError, TableReport, ValidationError
+from kdinterp.validation.probe import validate_broden
+from kdinterp.validation.world import min_concept_images, validate_world
 from kdinterp.world.generate import generate_world
 from tests.conftest import write_broden
 
