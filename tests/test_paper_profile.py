@@ -154,7 +154,7 @@ def test_paper_profile_runs_end_to_end_on_format_fixtures(paper_project: Path) -
     data_report = yaml.safe_load((root / "outputs" / "validation" / "data.json").read_text())
     assert data_report["success"] and data_report["world_dir"] is None
     assert yaml.safe_load((root / "outputs" / "validation" / "dissection.json").read_text())["success"]
-    similarity = yaml.safe_load((root / "outputs" / "metrics" / "similarity.json").read_text())
+    similarity = yaml.safe_load((root / "outputs" / "similarity" / "summary.json").read_text())
     assert similarity["reference_teacher"] == "teacher" and set(similarity["models"]) == {"teacher", "kd-0"}
     assert "same_type_mass_chance" not in similarity  # no concept world: no object types to group classes by
     assert -1.0 <= similarity["models"]["kd-0"]["teacher_agreement"] <= 1.0

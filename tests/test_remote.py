@@ -97,7 +97,7 @@ def test_publish_then_pull_into_a_fresh_clone_reruns_no_stage(published: Path, s
                                                                 tmp_path: Path) -> None:
     fresh = _clone(published, tmp_path / "fresh")
     assert not (fresh / "outputs" / "models").exists() and not (fresh / "data").exists()
-    assert (fresh / "outputs" / "metrics" / "kd-1.json").is_file()  # committed: small outputs live in git
+    assert (fresh / "outputs" / "evaluation" / "kd-1" / "metrics.json").is_file()  # committed: small outputs live in git
     _use_s3(fresh, s3_endpoint, "study")
 
     pulled = _kdinterp(fresh, "pull")
