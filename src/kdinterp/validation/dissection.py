@@ -9,7 +9,9 @@ Issue 2, item 6. Each ``outputs/dissection/<model>/`` directory holds three tabl
   per (unit, category)), and ``iou = intersection / (unit_area + concept_area - intersection)``.
 * ``units.csv``: one row per unit with its best concept overall and per category, and whether it
   is a detector (``iou >= iou_threshold``).
-* ``summary.json``: detector and unique-concept counts, overall and per category.
+* ``summary.json``: detector and unique-concept counts, overall and per category. Its
+  ``calibrated`` record (the calibrated detector, :mod:`kdinterp.dissection.calibrated`) is checked
+  for its keys only, and ``calibrated.csv`` is not validated here.
 
 A model directory is validated in two passes, each a suite built in code and run on an ephemeral
 GX context (no project files, no progress bars, analytics off):
@@ -476,9 +478,20 @@ def _units_schema(units: pd.DataFrame) -> list[Any]:
     return checks + _type_checks(units, ints=["unit"], floats=ious, texts=["concept", "category"])
 
 
+def _summary_keys(summary: pd.DataFrame) -> list[str]:
+    """The keys summary.json must have: :data:`SUMMARY_KEYS` when it has a ``calibrated`` record; with
+    ``calibrated: null`` (the calibrated detector off) the one key ``calibrated`` instead of the
+    ``calibrated.*`` keys, and none of them in a summary written before the calibrated detector existed."""
+    if any(str(c).startswith("calibrated.") for c in summary.columns):
+        return list(SUMMARY_KEYS)
+    return [key for key in SUMMARY_KEYS if not key.startswith("calibrated.")] + (
+        ["calibrated"] if "calibrated" in summary.columns else [])
+
+
 def _summary_schema(summary: pd.DataFrame) -> list[Any]:
     keys = _gxe().ExpectTableColumnsToMatchSet(
-        column_set=list(SUMMARY_KEYS), exact_match=True, description=f"{SUMMARY_FILE} has exactly the expected keys"
+        column_set=_summary_keys(summary), exact_match=True,
+        description=f"{SUMMARY_FILE} has exactly the expected keys",
     )
     counts = [key for key in SUMMARY_KEYS if key.startswith(("num_", "detectors.", "unique_concepts."))]
     bootstrap = [key for key in SUMMARY_KEYS if key.startswith("probe_bootstrap.")]
