@@ -190,6 +190,30 @@ def test_malformed_probe_sets_follow_the_cli_rule(valid: Path, tmp_path_factory:
         assert not dissection_dir.exists() or not any(dissection_dir.rglob("*.*")), description
 
 
+def test_valid_probe_set_dissects_with_every_output_and_a_calibrated_summary(valid: Path, tmp_path: Path) -> None:
+    """The dissect stage writes every declared output; summary.json carries the calibrated detector."""
+    import pandas as pd
+
+    from kdinterp.core import study
+    from kdinterp.measures import dissection
+    from kdinterp.measures.registry import load_params
+
+    case = Path(shutil.copytree(valid, tmp_path / "case"))
+    params, outputs = case / "params.yaml", case / "outputs"
+    params.write_text(params.read_text().replace("broden_dir: broden", f"broden_dir: {case / 'broden'}"))
+    code, stderr = _invoke(["dissect", "teacher", "--params", str(params), "--outputs", str(outputs)])
+    assert code == 0, stderr
+    teacher, layout = study.find(load_params(params), "teacher"), study.Layout(outputs)
+    for output in dissection.MEASURE.outputs:
+        assert dissection.MEASURE.path(layout, teacher, output).is_file(), output.name
+    summary = dissection.DissectionSummary.read(dissection.MEASURE.path(layout, teacher, dissection.SUMMARY), "dissect")
+    table = pd.read_csv(dissection.MEASURE.path(layout, teacher, dissection.CALIBRATED), keep_default_na=False)
+    assert summary.calibrated is not None and summary.calibrated.permutations == 9999
+    assert tuple(table.columns) == dissection.CALIBRATED_COLUMNS and len(table) == summary.num_units
+    assert summary.calibrated.detectors == table["detector"].sum() == (
+        summary.calibrated.primary + summary.calibrated.low_level)
+
+
 def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> None:
     """Finite weights whose layer4 output is NaN (a negative BN running variance): one line, nothing left."""
     import torch

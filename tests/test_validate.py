@@ -255,6 +255,25 @@ def test_wrong_num_detectors_in_summary_fails(model_dir: Path) -> None:
     assert f"num_detectors={expected + 1} num_detectors[units.csv]={expected}" in line
 
 
+@pytest.mark.parametrize("calibrated", ["record", "null", "broken"])
+def test_summary_with_a_calibrated_record_or_null_passes(model_dir: Path, calibrated: str) -> None:
+    """summary.json's ``calibrated``: a full record or null passes (its keys only are checked); a key missing fails."""
+    path = model_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    record = {"fdr": 0.05, "permutations": 9999, "null": "permutation", "split_seed": 0, "min_iou": 0.0,
+              "primary_categories": ["object", "part", "scene"], "detectors": 3, "primary": 2, "low_level": 1,
+              "per_category": {c: int(c in ("object", "part", "color")) for c in CATEGORIES}, "unique_concepts": 3}
+    if calibrated == "broken":
+        del record["per_category"]["color"]
+    summary["calibrated"] = None if calibrated == "null" else record
+    path.write_text(json.dumps(summary))
+    reports = validate_dissection(model_dir)
+    if calibrated == "broken":
+        _failure_lines(_message(reports), path, "expect_table_columns_to_match_set")
+    else:
+        assert all(report.success for report in reports), format_failures(reports)
+
+
 def test_missing_column_fails_schema_and_skips_content(model_dir: Path) -> None:
     _edit(model_dir, "tally.csv", lambda tally: tally.pop("concept_area"))
     reports = validate_dissection(model_dir)

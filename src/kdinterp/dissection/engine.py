@@ -16,6 +16,7 @@ from kdinterp.core.errors import NonFiniteError
 from kdinterp.core.progress import progress_bar
 from kdinterp.dissection.activations import ActivationStorage, ActivationStore
 from kdinterp.dissection.broden import BrodenDataset, collate_broden
+from kdinterp.dissection.calibrated import CalibratedCollector, CalibratedOptions, split_halves
 from kdinterp.dissection.tables import DissectionResult, summary, tally_table, units_table
 from kdinterp.dissection.tally import ActivationRule, Tally
 from kdinterp.dissection.thresholds import TopQuantile
@@ -50,7 +51,8 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
             device: torch.device, num_workers: int = 0, activation_rule: ActivationRule = "lite", top_images: int = 8,
             variants: Sequence[Variant] = (), blocks: int = 0, activations: ActivationStorage = "auto",
             activation_memory_bytes: int = KEEP_ACTIVATIONS_BYTES, scratch_dir: str | Path | None = None,
-            batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> DissectionResult:
+            batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            calibrated: CalibratedOptions | None = None) -> DissectionResult:
     """Dissect ``layer`` of ``model`` on ``dataset``.
 
     Args:
@@ -75,28 +77,35 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         batch_transform: applied to each batch of images ``(B, 3, H, W)`` on ``device`` before the model
             (e.g. :func:`kdinterp.training.memory_data.to_normalized`, so that images are normalised a batch at a time);
             None: the dataset's images go to the model as they are.
+        calibrated: also test each unit against a permutation null (:mod:`~kdinterp.dissection.calibrated`),
+            from the main tally's unit masks during the tally pass; None: not run.
 
     Returns:
         The counts, IoUs and top images (:class:`DissectionResult`), with ``variants`` in the order
-        given and ``blocks`` when asked for.
+        given, ``blocks`` and ``calibrated`` when asked for.
 
     Raises:
         NonFiniteError: the layer's output is not finite on some image (the model is broken); the
             message names the layer and up to 3 probe images.
-        ValueError: an unknown ``activations``.
+        ValueError: an unknown ``activations``, or ``calibrated`` with fewer than 2 probe images.
     """
     model.eval().to(device)
     size = (dataset.broden.rows[0].sh, dataset.broden.rows[0].sw)
     views = [Variant("unit", quantile), *variants]
     forward = _Forward(model, batch_transform, device)
+    collector = None
     with retain_layer(model, layer) as forward.retained, \
             ActivationStore(activations, len(dataset), activation_memory_bytes, scratch_dir) as kept:
         thresholds, top = _first_pass(forward, dataset, views, top_images,
                                       _loader(dataset, batch_size, num_workers, segmentation=False), kept)
+        if calibrated is not None:
+            collector = CalibratedCollector(len(dataset), len(thresholds[0]), dataset.broden.label_category,
+                                            len(dataset.broden.categories),
+                                            split_halves(len(dataset), calibrated.split_seed))
         tallies, block_counts = _tally(forward, dataset.broden.label_category, len(dataset.broden.categories),
                                        views, thresholds, size, activation_rule,
                                        _loader(dataset, batch_size, num_workers, segmentation=True,
-                                               images=not kept.kept), blocks, kept)
+                                               images=not kept.kept), blocks, kept, collector)
     tally = tallies[0]
     return DissectionResult(
         layer=layer, thresholds=thresholds[0].cpu().numpy(), intersection=tally.intersection.cpu().numpy(),
@@ -106,7 +115,7 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         num_images=tally.num_images, top_images=top,
         variants=tuple(VariantResult(v.basis, v.quantile, t.cpu().numpy(), other.iou().cpu().numpy())
                        for v, t, other in zip(variants, thresholds[1:], tallies[1:], strict=True)),
-        blocks=block_counts)
+        blocks=block_counts, calibrated=None if collector is None else collector.result(calibrated))
 
 
 def _worker_init(_worker: int) -> None:
@@ -171,8 +180,10 @@ def _check_finite(acts: torch.Tensor, first: int, dataset: BrodenDataset, layer:
 
 def _tally(forward: _Forward, label_category, num_categories: int, views: list[Variant],
            thresholds: list[torch.Tensor], size: tuple[int, int], rule: ActivationRule, loader: DataLoader,
-           blocks: int, kept: ActivationStore) -> tuple[list[Tally], BlockCounts | None]:
-    """Pass 2: the IoU counts of every view; the main view's counts per block of batches when ``blocks > 0``.
+           blocks: int, kept: ActivationStore,
+           collector: CalibratedCollector | None = None) -> tuple[list[Tally], BlockCounts | None]:
+    """Pass 2: the IoU counts of every view; the main view's counts per block of batches when ``blocks > 0``;
+    the main view's unit masks and the labels go to ``collector`` too (the calibrated detector), if given.
 
     The activations come from ``kept`` when it kept them (the loader then reads labels only), else from
     the model. The labels of a batch are prepared once for all views.
@@ -185,10 +196,13 @@ def _tally(forward: _Forward, label_category, num_categories: int, views: list[V
         for batch, (images, planes, scalars) in enumerate(loader):
             stop = start + planes.shape[0]
             acts = kept.get(start, stop, forward.device) if kept.kept else forward(images)
-            start = stop
             labels = tallies[0].prepare(planes.flatten(2), scalars, size[0] * size[1])  # the same for every view
-            for view, limit, tally in zip(views, thresholds, tallies, strict=True):
-                tally.add(active_pixels(view.apply(acts), limit, size), labels)
+            for index, (view, limit, tally) in enumerate(zip(views, thresholds, tallies, strict=True)):
+                active = active_pixels(view.apply(acts), limit, size)
+                tally.add(active, labels)
+                if index == 0 and collector is not None:
+                    collector.add(start, active, planes.flatten(2), scalars)
+            start = stop
             if blocks and (batch + 1) * blocks // len(loader) > batch * blocks // len(loader):  # a block ends
                 main = tallies[0]
                 snapshots.append(tuple(t.clone() for t in (main.intersection, main.unit_area, main.concept_area))

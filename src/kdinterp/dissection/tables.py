@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kdinterp.core.params import CATEGORIES
+from kdinterp.dissection.calibrated import CalibratedResult
 from kdinterp.dissection.topimages import TopImagesResult
 from kdinterp.dissection.variants import BlockCounts, VariantResult
 
@@ -52,6 +53,7 @@ class DissectionResult:
         top_images: each unit's top-activating probe images (``None`` when not collected).
         variants: the further tallies asked for (:mod:`kdinterp.dissection.variants`), in order.
         blocks: the counts above split over blocks of probe images (``None`` when not asked for).
+        calibrated: the calibrated detector test (:mod:`kdinterp.dissection.calibrated`; ``None`` when not asked for).
     """
 
     layer: str
@@ -67,6 +69,7 @@ class DissectionResult:
     top_images: TopImagesResult | None = None
     variants: tuple[VariantResult, ...] = ()
     blocks: BlockCounts | None = None
+    calibrated: CalibratedResult | None = None
 
     @property
     def num_units(self) -> int:

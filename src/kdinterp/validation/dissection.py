@@ -9,7 +9,9 @@ Issue 2, item 6. Each ``outputs/dissection/<model>/`` directory holds three tabl
   per (unit, category)), and ``iou = intersection / (unit_area + concept_area - intersection)``.
 * ``units.csv``: one row per unit with its best concept overall and per category, and whether it
   is a detector (``iou >= iou_threshold``).
-* ``summary.json``: detector and unique-concept counts, overall and per category.
+* ``summary.json``: detector and unique-concept counts, overall and per category. Its
+  ``calibrated`` record (the calibrated detector, :mod:`kdinterp.dissection.calibrated`) is checked
+  for its keys only, and ``calibrated.csv`` is not validated here.
 
 A model directory is validated in two passes, each a suite built in code and run on an ephemeral
 GX context (no project files, no progress bars, analytics off):

@@ -131,10 +131,22 @@ def units_schema(units: pd.DataFrame) -> list[Any]:
     return checks + _type_checks(units, ints=["unit"], floats=ious, texts=["concept", "category"])
 
 
+def _summary_keys(summary: pd.DataFrame) -> list[str]:
+    """The keys summary.json must have: :data:`SUMMARY_KEYS` when it has a ``calibrated`` record; with
+    ``calibrated: null`` (the calibrated detector off) the one key ``calibrated`` instead of the
+    ``calibrated.*`` keys, and none of them in a summary written before the calibrated detector existed."""
+    if any(str(c).startswith("calibrated.") for c in summary.columns):
+        return list(SUMMARY_KEYS)
+    return [key for key in SUMMARY_KEYS if not key.startswith("calibrated.")] + (
+        ["calibrated"] if "calibrated" in summary.columns else [])
+
+
 def summary_schema(summary: pd.DataFrame) -> list[Any]:
-    """summary.json's flattened key set (exactly :data:`~kdinterp.measures.dissection.SUMMARY_KEYS`) and value types."""
+    """summary.json's flattened key set (:data:`~kdinterp.measures.dissection.SUMMARY_KEYS`, see
+    :func:`_summary_keys` for the ``calibrated`` record, whose keys only are checked) and value types."""
     keys = gxe().ExpectTableColumnsToMatchSet(
-        column_set=list(SUMMARY_KEYS), exact_match=True, description=f"{SUMMARY_FILE} has exactly the expected keys"
+        column_set=_summary_keys(summary), exact_match=True,
+        description=f"{SUMMARY_FILE} has exactly the expected keys",
     )
     counts = [key for key in SUMMARY_KEYS if key.startswith(("num_", "detectors.", "unique_concepts."))]
     bootstrap = [key for key in SUMMARY_KEYS if key.startswith("probe_bootstrap.")]

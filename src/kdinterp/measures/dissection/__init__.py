@@ -4,7 +4,8 @@ NetDissect-Lite semantics, as in the paper's code (``research/dissection.md``); 
 :mod:`kdinterp.dissection`. Outputs per model under ``outputs/dissection/<key>/``:
 ``thresholds.npy``, ``tally.csv`` (:data:`~kdinterp.dissection.tables.TALLY_COLUMNS`), ``units.csv``
 (:data:`~kdinterp.dissection.tables.UNITS_COLUMNS`), ``top_images.npz``, ``sensitivity.csv``
-(:data:`~kdinterp.dissection.sensitivity.SENSITIVITY_COLUMNS`; all DVC-cached) and ``summary.json``
+(:data:`~kdinterp.dissection.sensitivity.SENSITIVITY_COLUMNS`), ``calibrated.csv`` (:data:`CALIBRATED_COLUMNS`,
+the calibrated detector of :mod:`kdinterp.dissection.calibrated`; all DVC-cached) and ``summary.json``
 (:class:`DissectionSummary`; committed, ``dvc metrics``).
 """
 
@@ -19,14 +20,17 @@ from kdinterp.core.records import Record, StaleOutputError, require_input
 from kdinterp.core.study import Layout, Model
 from kdinterp.measures.base import Measure, Output
 
-__all__ = ["MEASURE", "SENSITIVITY", "SUMMARY", "TALLY", "THRESHOLDS", "TOP_IMAGES", "UNITS", "DissectionNumbers",
-           "DissectionParams", "DissectionSummary", "ProbeBootstrap", "SUMMARY_KEYS", "SensitivityParams"]
+__all__ = ["CALIBRATED", "CALIBRATED_COLUMNS", "MEASURE", "SENSITIVITY", "SUMMARY", "TALLY", "THRESHOLDS", "TOP_IMAGES",
+           "UNITS", "CalibratedParams", "CalibratedSummary", "DissectionNumbers", "DissectionParams", "DissectionSummary",
+           "ProbeBootstrap", "SUMMARY_KEYS", "SensitivityParams"]
 
 THRESHOLDS = Output("thresholds.npy", description="per-unit activation thresholds")
 TALLY = Output("tally.csv", description="one row per (unit, concept): intersection, areas, IoU")
 UNITS = Output("units.csv", description="one row per unit: best concept overall and per category, detector flag")
 TOP_IMAGES = Output("top_images.npz", description="each unit's top-activating probe images and maps")
 SENSITIVITY = Output("sensitivity.csv", description="detectors over quantiles x IoU thresholds, rotated basis")
+CALIBRATED = Output("calibrated.csv", description="one row per unit: concept chosen on half A, permutation test on "
+                    "half B, BH q-value, calibrated detector flag")
 SUMMARY = Output("summary.json", cache=False, metric=True, description="detectors, unique concepts, probe bootstrap")
 
 
@@ -51,6 +55,54 @@ class SensitivityParams:
     def __post_init__(self) -> None:
         check_ranges(self)
         require(bool(self.iou_thresholds), "iou_thresholds", "give at least one IoU threshold, e.g. [0.05]")
+
+
+#: ``calibrated.csv``: one row per unit (:func:`kdinterp.measures.dissection.compute.calibrated_table`); empty
+#: (header only) when ``dissection.calibrated.enabled`` is false.
+CALIBRATED_COLUMNS: tuple[str, ...] = ("unit", "concept", "category", "iou_a", "iou_b", "intersection_b", "null_mean",
+                                       "null_sd", "z", "p", "q", "detector", "images_b")
+
+
+@dataclass(frozen=True)
+class CalibratedParams:
+    """The calibrated detector (:mod:`kdinterp.dissection.calibrated`), reported beside the fixed IoU threshold.
+
+    ``enabled``: run it (``calibrated.csv``, the summary's ``calibrated``); false: ``calibrated.csv`` is
+    a header only and the summary's ``calibrated`` is null. ``fdr``: Benjamini-Hochberg (1995) level
+    over the units. ``split_seed``: seeds the split of the probe images into halves A (concept
+    selection) and B (test), and the permutations. ``permutations``: R Monte Carlo permutations
+    per test; the smallest p-value is ``1 / (R + 1)``, which must lie below ``fdr``, and well below
+    ``fdr / units`` for a single detector to be found. ``null_distribution`` (not ``null``, which YAML
+    reads as a null key): ``permutation`` (Monte Carlo) or ``normal`` (Hoeffding's 1951 exact
+    moments, normal tail; anti-conservative far out).
+    ``min_iou``: a detector must also reach this IoU on half B. ``primary_categories``: the
+    summary's ``primary`` counts detectors whose concept is of these categories; ``low_level`` the rest.
+    """
+
+    enabled: bool = True
+    fdr: float = ranged(0.05, gt=0, lt=1)
+    split_seed: int = ranged(0, ge=0, le=SEED_MAX)
+    permutations: int = ranged(9999, ge=1)
+    null_distribution: Literal["permutation", "normal"] = "permutation"
+    min_iou: float = ranged(0.0, ge=0, le=1)
+    primary_categories: tuple[str, ...] = ("object", "part", "scene")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        require(1.0 / (self.permutations + 1) < self.fdr, "permutations",
+                f"the smallest p-value 1/(permutations+1) = {1.0 / (self.permutations + 1):.3g} is not below fdr "
+                f"{self.fdr}, so no unit could ever be a detector; use e.g. 9999")
+        unknown = sorted(set(self.primary_categories) - set(CATEGORIES))
+        require(not unknown, "primary_categories", f"unknown {unknown}; Broden has {list(CATEGORIES)}")
+
+    def options(self):
+        """The engine's :class:`kdinterp.dissection.calibrated.CalibratedOptions` (None when not ``enabled``)."""
+        from kdinterp.dissection.calibrated import CalibratedOptions
+
+        if not self.enabled:
+            return None
+        return CalibratedOptions(fdr=self.fdr, split_seed=self.split_seed, permutations=self.permutations,
+                                 null=self.null_distribution, min_iou=self.min_iou)
 
 
 @dataclass(frozen=True)
@@ -81,6 +133,7 @@ class DissectionParams:
     activations: Literal["auto", "disk", "recompute"] = "auto"
     activation_memory_mb: int = ranged(1024, ge=0)
     sensitivity: SensitivityParams = field(default_factory=SensitivityParams)
+    calibrated: CalibratedParams = field(default_factory=CalibratedParams)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -102,6 +155,33 @@ class ProbeBootstrap(Record):
 
 
 @dataclass(frozen=True)
+class CalibratedSummary(Record):
+    """The calibrated detector count (:mod:`kdinterp.dissection.calibrated`), with the settings it was made with.
+
+    Attributes:
+        fdr, permutations, split_seed, min_iou, primary_categories: ``dissection.calibrated``.
+        null: its ``null_distribution``, ``permutation`` or ``normal``.
+        detectors: units whose test is rejected by Benjamini-Hochberg at ``fdr`` (and reach ``min_iou``).
+        primary: those whose concept's category is one of ``primary_categories``.
+        low_level: the others (``detectors - primary``).
+        per_category: detectors per category of their concept (every selected category).
+        unique_concepts: distinct concepts among the detectors.
+    """
+
+    fdr: float
+    permutations: int
+    null: str
+    split_seed: int
+    min_iou: float
+    primary_categories: tuple[str, ...]
+    detectors: int
+    primary: int
+    low_level: int
+    per_category: dict[str, int]
+    unique_concepts: int
+
+
+@dataclass(frozen=True)
 class DissectionSummary(Record):
     """``summary.json``: the numbers the paper reports for one model (:func:`kdinterp.dissection.tables.summary`).
 
@@ -113,6 +193,8 @@ class DissectionSummary(Record):
         num_unique_concepts: distinct concepts among the detectors.
         detectors, unique_concepts: the same per category (the category of each unit's best concept).
         probe_bootstrap: the detector count's spread over probe-set resamplings.
+        calibrated: the calibrated detector count; None when ``dissection.calibrated.enabled`` is
+            false, and in summaries written before it existed.
     """
 
     model: str
@@ -127,21 +209,25 @@ class DissectionSummary(Record):
     detectors: dict[str, int]
     unique_concepts: dict[str, int]
     probe_bootstrap: ProbeBootstrap
+    calibrated: CalibratedSummary | None = None
 
 
 def _flat(record: type, prefix: str = "") -> tuple[str, ...]:
     keys: list[str] = []
     for f in fields(record):
-        if f.name in ("detectors", "unique_concepts"):
+        if f.name in ("detectors", "unique_concepts") and record is DissectionSummary or f.name == "per_category":
             keys += [f"{prefix}{f.name}.{c}" for c in CATEGORIES]
         elif f.name == "probe_bootstrap":
             keys += _flat(ProbeBootstrap, f"{prefix}{f.name}.")
+        elif f.name == "calibrated":
+            keys += _flat(CalibratedSummary, f"{prefix}{f.name}.")
         else:
             keys.append(prefix + f.name)
     return tuple(keys)
 
 
-#: ``summary.json``'s keys, nested keys flattened with a dot (per category for the counts).
+#: ``summary.json``'s keys, nested keys flattened with a dot (per category for the counts); with
+#: ``calibrated`` null the ``calibrated.*`` keys are the one key ``calibrated``.
 SUMMARY_KEYS: tuple[str, ...] = _flat(DissectionSummary)
 
 
@@ -209,5 +295,5 @@ def read(params: Params, layout: Layout, model: Model) -> DissectionNumbers:
 
 MEASURE = Measure(
     name="dissection", stage="dissect", help="Network Dissection of model KEY on the probe set.",
-    outputs=(THRESHOLDS, TALLY, UNITS, TOP_IMAGES, SENSITIVITY, SUMMARY), run=run, read=read,
+    outputs=(THRESHOLDS, TALLY, UNITS, TOP_IMAGES, SENSITIVITY, CALIBRATED, SUMMARY), run=run, read=read,
     module="kdinterp.measures.dissection.compute", section="dissection", schema=DissectionParams)

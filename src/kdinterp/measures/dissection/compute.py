@@ -5,20 +5,24 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
 from kdinterp.core.io import atomic_path
-from kdinterp.core.params import Params
+from kdinterp.core.params import CATEGORIES, Params
 from kdinterp.core.progress import log
 from kdinterp.core.runtime import configure_torch, resolve_device
 from kdinterp.core.study import Layout, Model
 from kdinterp.dissection import engine as dissection
 from kdinterp.dissection.broden import BrodenDataset, load_broden
+from kdinterp.dissection.calibrated import CalibratedResult
 from kdinterp.dissection.sensitivity import probe_bootstrap, sensitivity_table
 from kdinterp.dissection.variants import Variant, random_rotation
 from kdinterp.measures.dissection import (
+    CALIBRATED,
+    CALIBRATED_COLUMNS,
     MEASURE,
     SENSITIVITY,
     SUMMARY,
@@ -26,6 +30,8 @@ from kdinterp.measures.dissection import (
     THRESHOLDS,
     TOP_IMAGES,
     UNITS,
+    CalibratedParams,
+    CalibratedSummary,
     DissectionParams,
     DissectionSummary,
     ProbeBootstrap,
@@ -34,7 +40,7 @@ from kdinterp.training.hooks import retain_layer
 from kdinterp.training.memory_data import to_normalized
 from kdinterp.training.models import load_model
 
-__all__ = ["dissect_model"]
+__all__ = ["calibrated_summary", "calibrated_table", "dissect_model"]
 
 
 def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSummary:
@@ -44,9 +50,10 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
     ``summary.json`` (:class:`~kdinterp.measures.dissection.DissectionSummary`: :mod:`kdinterp.dissection.tables`, plus ``probe_bootstrap``:
     :func:`kdinterp.dissection.sensitivity.probe_bootstrap`), ``sensitivity.csv``
     (:func:`kdinterp.dissection.sensitivity.sensitivity_table`: the main tally, the further
-    quantiles and the rotated basis over the IoU grid) and ``top_images.npz``
+    quantiles and the rotated basis over the IoU grid), ``top_images.npz``
     (:class:`kdinterp.dissection.TopImagesResult`: ``image_index (U, k)`` int64 into the reader's
-    rows, ``max_activation (U, k)`` float32, ``maps (U, k, h, w)`` float32).
+    rows, ``max_activation (U, k)`` float32, ``maps (U, k, h, w)`` float32) and ``calibrated.csv``
+    (:func:`calibrated_table`; the summary's ``calibrated``: :func:`calibrated_summary`).
     """
     configure_torch()
     spec = params.dissection
@@ -61,14 +68,17 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
                                 variants=_variants(spec, _layer_units(net, spec.layer, dataset, normalize)),
                                 blocks=band.bootstrap_blocks, activations=spec.activations,
                                 activation_memory_bytes=spec.activation_memory_mb << 20,
-                                scratch_dir=layout.measure(MEASURE.name, model), batch_transform=normalize)
+                                scratch_dir=layout.measure(MEASURE.name, model), batch_transform=normalize,
+                                calibrated=spec.calibrated.options())
     units = dissection.units_table(result, spec.iou_threshold)
     bootstrap = probe_bootstrap(result.blocks, result.label_category, spec.iou_threshold,
                                 replicates=band.bootstrap_replicates, seed=model.seed)
     summary = DissectionSummary(**dissection.summary(units, result, quantile=spec.quantile,
                                                      iou_threshold=spec.iou_threshold, model=model.name,
                                                      seed=model.seed),
-                                probe_bootstrap=ProbeBootstrap(**bootstrap))
+                                probe_bootstrap=ProbeBootstrap(**bootstrap),
+                                calibrated=calibrated_summary(result.calibrated, spec.calibrated, result.label_names,
+                                                              result.categories))
     grid = sorted({*band.iou_thresholds, spec.iou_threshold})
     with atomic_path(MEASURE.path(layout, model, THRESHOLDS)) as tmp:
         np.save(tmp, result.thresholds)
@@ -80,10 +90,52 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
         sensitivity_table(result, spec.quantile, grid).to_csv(tmp, index=False)
     with atomic_path(MEASURE.path(layout, model, TOP_IMAGES)) as tmp, open(tmp, "wb") as f:
         result.top_images.save(f)
+    with atomic_path(MEASURE.path(layout, model, CALIBRATED)) as tmp:
+        calibrated_table(result.calibrated, result.label_names, result.categories).to_csv(tmp, index=False)
     summary.write(MEASURE.path(layout, model, SUMMARY))
     log(f"{model.key}: {summary.num_detectors}/{summary.num_units} units are detectors covering "
         f"{summary.num_unique_concepts} concepts (IoU >= {spec.iou_threshold}); {summary.detectors}")
+    if summary.calibrated is not None:
+        c = summary.calibrated
+        log(f"{model.key}: {c.detectors}/{summary.num_units} units are calibrated detectors (BH q <= {c.fdr}, "
+            f"{c.null} null): {c.primary} of {list(c.primary_categories)}, {c.low_level} low-level; {c.per_category}")
     return summary
+
+
+def calibrated_table(result: CalibratedResult | None, label_names: tuple[str, ...],
+                     categories: tuple[str, ...]) -> pd.DataFrame:
+    """``calibrated.csv``: one row per unit (:data:`~kdinterp.measures.dissection.CALIBRATED_COLUMNS`).
+
+    ``concept`` and ``category`` are names (empty where the unit overlaps nothing on half A);
+    ``intersection_b``, ``null_mean`` and ``null_sd`` are pixels; ``images_b`` is ``|J|``. With
+    ``result`` None (``dissection.calibrated.enabled: false``) the table has the columns and no rows.
+    """
+    if result is None:
+        return pd.DataFrame({c: [] for c in CALIBRATED_COLUMNS})
+    names = np.asarray(label_names, dtype=object)
+    category = np.asarray([*categories, ""], dtype=object)[result.category]      # -1 -> ""
+    table = pd.DataFrame({
+        "unit": np.arange(result.num_units, dtype=np.int64), "concept": np.where(result.concept > 0,
+                                                                                  names[result.concept], ""),
+        "category": category, "iou_a": result.iou_a, "iou_b": result.iou_b, "intersection_b": result.intersection_b,
+        "null_mean": result.null_mean, "null_sd": result.null_sd, "z": result.z, "p": result.p, "q": result.q,
+        "detector": result.detector, "images_b": result.images_b})
+    return table[list(CALIBRATED_COLUMNS)]
+
+
+def calibrated_summary(result: CalibratedResult | None, spec: CalibratedParams, label_names: tuple[str, ...],
+                       categories: tuple[str, ...]) -> CalibratedSummary | None:
+    """The summary's ``calibrated`` record from the test's result (None when not run)."""
+    if result is None:
+        return None
+    detected = result.category[result.detector]
+    primary = np.isin(detected, [categories.index(c) for c in spec.primary_categories if c in categories])
+    return CalibratedSummary(
+        fdr=spec.fdr, permutations=spec.permutations, null=spec.null_distribution, split_seed=spec.split_seed, min_iou=spec.min_iou,
+        primary_categories=spec.primary_categories, detectors=int(result.detector.sum()), primary=int(primary.sum()),
+        low_level=int((~primary).sum()),
+        per_category={c: int((detected == categories.index(c)).sum()) for c in CATEGORIES if c in categories},
+        unique_concepts=len({label_names[c] for c in result.concept[result.detector]}))
 
 
 def _variants(spec: DissectionParams, units: int) -> list[Variant]:
