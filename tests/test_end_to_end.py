@@ -32,8 +32,11 @@ def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> Non
     shown = _dvc(project, "metrics", "show").stdout
     layout = study.Layout(Path("outputs"))
     models = study.models(load_params(project / "params.yaml"))
-    assert [m.key for m in models] == ["teacher", "scratch-0", "ls-0", "kd-0", "random_init-0", "scratch-1", "ls-1",
-                                       "kd-1", "random_init-1"]
+    assert [m.key for m in models] == ["teacher", *[f"{name}-{seed}" for seed in (0, 1) for name in (
+        "scratch", "ls", "shuffled", "kd", "random_init", "random_init_bn", "scratch_epoch4")]]
+    for model in models:  # the students' snapshots along training, as DVC outputs
+        if model.group.snapshots:
+            assert (project / layout.snapshot(model, 1)).is_file()
     for model in models:
         assert str(evaluation.MEASURE.path(layout, model, evaluation.METRICS)) in shown
         assert str(dissection.MEASURE.path(layout, model, dissection.SUMMARY)) in shown
@@ -49,6 +52,7 @@ def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> Non
                     "## Environment"):
         assert section in report
     assert "**Untrained initialisation** (`random_init`" in report and "**Rotated basis**" in report
+    assert all(f"| `{name}` |" in report for name in ("random_init_bn", "scratch_epoch4", "shuffled"))
 
 
 def test_second_repro_does_nothing(project: Path) -> None:

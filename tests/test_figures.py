@@ -448,6 +448,27 @@ def test_controls_compare_every_model_with_the_untrained_floor_and_the_rotated_b
     assert kd.startswith("| `kd` | 3 | 52.3 | 17.3 | +35.0 [") and kd.endswith("| holds |")
 
 
+def test_controls_section_lists_the_ladder_against_the_floor_and_the_roles_stay(tmp_path: Path) -> None:
+    """The ladder (recalibrated init, a snapshot, the shuffled-label student) gets rows against the floor; no role."""
+    raw = _raw()
+    raw["student_recipe"]["snapshot_epochs"] = [2]
+    raw["students"]["shuffled"] = {"label_smoothing": 0.0, "shuffle_labels": True}
+    raw["controls"] = {"random_init": {}, "random_init_bn": {"batchnorm": "recalibrated"},
+                       "scratch_epoch2": {"init": "snapshot", "student": "scratch", "epoch": 2}}
+    params = parse_params(raw)
+    floor = MODELS["random_init"]
+    models = {**MODELS, "random_init_bn": {**floor, "detectors": _det(object=[3, 4, 5], part=0, scene=0, material=0,
+                                                                       texture=0, color=0)},
+              "scratch_epoch2": {**MODELS["scratch"], "agreement": 0.5}, "shuffled": {**floor, "agreement": 0.02}}
+    run = load_run(params, _write_outputs(tmp_path, params, models))
+    assert run.roles == {"teacher": "teacher", "scratch": "scratch", "kd": "kd", "ls": "ls"}
+    untrained = _section(reproduction_markdown(params, run), "Controls").split("**Rotated basis**")[0]
+    rows = {line.split(" | ")[0][3:-1]: line for line in untrained.splitlines() if line.startswith("| `")}
+    assert {"random_init_bn", "scratch_epoch2", "shuffled", "kd"} <= set(rows) and "random_init" not in rows
+    # random_init_bn - random_init: (3, 4, 5) - (1, 0, 1) = 2, 4, 4
+    assert rows["random_init_bn"].startswith("| `random_init_bn` | 4.0 | 0.7 | +3.3 [")
+
+
 def test_sensitivity_reports_where_a_verdict_flips(generated: tuple[Path, str]) -> None:
     section = _section(generated[1], "Sensitivity of the detector verdicts")
     assert "**Verdicts flip inside the bands**" in section

@@ -194,12 +194,12 @@ def test_stage_writes_the_layout_files(tiny_world: Path, tmp_path: Path) -> None
 
     from kdinterp.measures.saliency.compute import saliency_model
     from kdinterp.stages import training
-    from tests.tiny_study import TINY_MODEL
+    from tests.tiny_study import use_tiny_recipe
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     raw["data"].update(train_dir=str(tiny_world / "train"), val_dir=str(tiny_world / "val"),
                        world_file=str(tiny_world / "world.json"), image_size=16)
-    raw["student_recipe"] = TINY_MODEL
+    use_tiny_recipe(raw)
     raw["saliency"].update(ground_truth_dir=str(tiny_world / "saliency" / "val"), num_images=6, grid_images=3,
                            smoothgrad_samples=2)
     params = parse_params(raw)

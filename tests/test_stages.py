@@ -15,6 +15,7 @@ from kdinterp.core.params import ModelParams, Params
 from kdinterp.measures.registry import parse_params
 from kdinterp.stages import training
 from kdinterp.training.models import CheckpointError, build_model, load_model, read_header, save_model
+from tests.tiny_study import use_tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": {"arch": "resnet10", "width": 4, "small_input": True},
@@ -26,7 +27,7 @@ def tiny_params(folders: dict[str, Path], distilled: dict | None = None, seeds: 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"].update(train_dir=str(folders["train"]), val_dir=str(folders["val"]), world_file=None, image_size=16)
     raw["teachers"] = {"teacher": {**TINY, "label_smoothing": 0.0}}
-    raw["student_recipe"] = TINY
+    use_tiny_recipe(raw, TINY)
     if seeds is not None:
         raw["seeds"] = seeds
     if distilled is not None:

@@ -39,7 +39,8 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
     models = study.models(params)
     keys = [m.key for m in models]
     seeds = list(params.seeds)
-    assert keys == ["teacher", *[f"{name}-{seed}" for seed in seeds for name in ("scratch", "ls", "kd", "random_init")]]
+    assert keys == ["teacher", *[f"{name}-{seed}" for seed in seeds for name in (
+        "scratch", "ls", "shuffled", "kd", "random_init", "random_init_bn", "scratch_epoch4")]]
     kd = study.find(params, "kd", seeds[-1])
     assert kd.teacher == study.find(params, "teacher")
     assert kd.teacher.seed == params.teachers["teacher"].seed
@@ -49,6 +50,9 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
     assert (control.stage("train"), control.stage("dissect"), control.group.trained, control.arch) == (
         f"init_control@random_init-{seeds[0]}", f"dissect_control@random_init-{seeds[0]}", False,
         params.student_recipe.model)
+    snapshot = study.find(params, "scratch_epoch4", seeds[1])
+    assert snapshot.source == study.find(params, "scratch", seeds[1]) and control.source is None
+    assert study.find(params, "shuffled", seeds[0]).role is None  # a control of the students: no paper role
 
 
 def test_self_distillation_takes_the_student_of_the_same_seed(params) -> None:
@@ -105,6 +109,8 @@ def _expected_outputs(params) -> dict[str, dict[str, tuple[bool, bool]]]:
         outs = {str(layout.model_file(model)): (True, False), str(layout.environment(model)): (False, False)}
         if model.group.trained:
             outs[str(layout.history(model))] = (False, False)
+        if model.group.snapshots:
+            outs[str(layout.snapshots(model))] = (True, False)
         expected[model.stage("train")] = outs
         for measure in MEASURES:
             if measure.per_model and measure.applies(model):
@@ -130,10 +136,13 @@ def test_dvc_yaml_has_exactly_the_study_stages_with_the_layout_paths(params, dvc
         assert found == outs, name
     layout = study.Layout()
     for model in study.models(params):
-        if model.teacher is not None:
-            teacher_file = layout.model_file(model.teacher)
+        needs = [layout.model_file(model.teacher)] if model.teacher is not None else []
+        if model.source is not None:  # a snapshot control reads the file its student's train stage writes
+            needs.append(layout.snapshot(model.source, model.recipe.epoch))
+            assert str(layout.snapshots(model.source)) in dvc_stages[model.source.stage("train")]["outs"]
+        for need in needs:
             deps = dvc_stages[model.stage("train")]["deps"]
-            assert any(teacher_file == Path(d) or Path(d) in teacher_file.parents for d in deps), model.key
+            assert any(need == Path(d) or Path(d) in need.parents for d in deps), model.key
         for measure in MEASURES:
             if measure.per_model and measure.applies(model):
                 assert str(layout.model_file(model)) in dvc_stages[measure.stage_of(model)]["deps"]

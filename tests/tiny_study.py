@@ -58,13 +58,24 @@ def init_project(root: Path, env: dict[str, str] | None = None) -> Path:
     return root
 
 
+def use_tiny_recipe(params: dict, recipe: dict | None = None) -> dict:
+    """Give the parameter mapping ``params`` the tiny student recipe (``recipe``, default ``TINY_MODEL``: one epoch),
+    snapshots after epoch 1, and every control of ``init: snapshot`` at epoch 1 (the default's epoch 4 is
+    past a one-epoch recipe). Returns ``params``, changed in place."""
+    params["student_recipe"] = {**(recipe or TINY_MODEL), "snapshot_epochs": [1]}
+    for spec in params.get("controls", {}).values():
+        if spec and spec.get("init") == "snapshot":
+            spec["epoch"] = 1
+    return params
+
+
 def tiny_params() -> dict:
     """The tiny study's params.yaml as a plain mapping: this checkout's, with the tiny world, models and 2 seeds."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["world"] = {**params["world"], **TINY_WORLD}
     params["data"].update(image_size=16, eval_batch_size=64)
     params["teachers"]["teacher"].update(TINY_MODEL)
-    params["student_recipe"] = TINY_MODEL
+    use_tiny_recipe(params)
     params["dissection"]["batch_size"] = 16
     params["seeds"] = [0, 1]
     return params

@@ -178,17 +178,40 @@ class TeacherParams:
 
 @dataclass(frozen=True)
 class StudentRecipe:
-    """Architecture and recipe shared by every student, so students differ only in supervision."""
+    """Architecture and recipe shared by every student, so students differ only in supervision.
+
+    ``snapshot_epochs``: after each of these epochs (1-based; ``optim.epochs`` is the trained
+    student itself) every student trained from labels (section ``students``) keeps its weights, and
+    its train stage writes them to ``outputs/snapshots/<key>/epoch-<e>.safetensors``
+    (:meth:`kdinterp.core.study.Layout.snapshot`), for the controls of ``init: snapshot``. Distilled
+    students share the recipe but write none. Epoch 0 is the initialisation: a control of ``init: random``.
+    """
 
     model: ModelParams
     optim: OptimParams
+    snapshot_epochs: tuple[int, ...] = ranged((), ge=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        epochs = list(self.snapshot_epochs)
+        require(epochs == sorted(set(epochs)), "snapshot_epochs", f"must be increasing and unique, got {epochs}")
+        require(not epochs or epochs[-1] <= self.optim.epochs, "snapshot_epochs",
+                f"{epochs[-1] if epochs else ''} is after the last epoch (optim.epochs: {self.optim.epochs}); "
+                f"give epochs in 1..{self.optim.epochs}")
 
 
 @dataclass(frozen=True)
 class StudentParams:
-    """A student trained from the labels alone: cross-entropy with label smoothing epsilon."""
+    """A student trained from the labels alone: cross-entropy with label smoothing epsilon.
+
+    ``shuffle_labels``: the data randomisation test (Zhang et al. 2017; Adebayo et al. 2018, "Sanity
+    checks for saliency maps"): the training labels are permuted once across the training images
+    (:func:`kdinterp.training.data.shuffle_labels`, from the model's seed), so the images keep their
+    class counts but lose their classes; the validation labels are untouched.
+    """
 
     label_smoothing: float = ranged(0.0, ge=0, lt=1)
+    shuffle_labels: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -219,14 +242,39 @@ class DistilledParams:
 
 @dataclass(frozen=True)
 class ControlParams:
-    """A control model: the student recipe's architecture at a seed's initialisation, never trained.
+    """A control model: the student recipe's architecture, never trained by its own stage.
 
-    ``init``: ``random``, the only kind: the weights every student of that seed starts from
-    (``torch.manual_seed(seed)`` before the model is built), so its dissection is the floor that
-    training raises (Bau et al., CVPR 2017, §3.2, dissect randomly initialised networks the same way).
+    Its weights (``init``):
+
+    * ``random``: the weights every student of that seed starts from (``torch.manual_seed(seed)``
+      before the model is built), so its dissection is the floor that training raises (Bau et al.,
+      CVPR 2017, §3.2, dissect randomly initialised networks the same way);
+    * ``snapshot``: the weights of the student ``student`` (a key of ``students``) of the same seed
+      after epoch ``epoch`` (one of ``student_recipe.snapshot_epochs``): the detector count along
+      training. Both keys are required with ``snapshot`` and refused with ``random``.
+
+    ``batchnorm``: ``as_is`` keeps those weights' BatchNorm running statistics (an initialisation's:
+    mean 0, variance 1); ``recalibrated`` recomputes them on the training images, evaluation
+    transform, in data-set order, as a cumulative average over batches
+    (:func:`kdinterp.training.batchnorm.recalibrate_batchnorm`): the fairer null, whose eval-mode
+    activations are normalised as a trained network's are.
+
+    Cross-references (``student``, ``epoch``) are checked by :func:`kdinterp.core.study.check`.
     """
 
-    init: Literal["random"] = "random"
+    init: Literal["random", "snapshot"] = "random"
+    batchnorm: Literal["as_is", "recalibrated"] = "as_is"
+    student: str | None = None
+    epoch: int | None = ranged(None, ge=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        snapshot = self.init == "snapshot"
+        for key, value in (("student", self.student), ("epoch", self.epoch)):
+            require((value is not None) == snapshot, key,
+                    "init 'snapshot' needs the student and the epoch, e.g. {init: snapshot, student: scratch, "
+                    "epoch: 4}" if snapshot else
+                    f"is only for init 'snapshot' (got {value!r} with init 'random'); remove it or set init: snapshot")
 
 
 @dataclass(frozen=True)

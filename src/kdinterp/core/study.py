@@ -62,8 +62,11 @@ class Group:
         per_seed: one model per seed of ``params.seeds`` (a ``matrix`` stage) or one per entry
             (teachers: a ``foreach`` stage, seed from the entry).
         teacher_from: the section its teachers come from (None: trained from labels).
-        trained: False for controls: the train stage only writes the initial weights (no history,
-            no checkpoints).
+        trained: False for controls: the train stage only writes their weights (an initialisation or
+            a snapshot; no history, no checkpoints).
+        snapshots: its train stage also writes the weights after each of ``student_recipe.snapshot_epochs``
+            (:meth:`Layout.snapshots`; the students trained from labels): what controls of ``init:
+            snapshot`` take.
     """
 
     section: str
@@ -72,11 +75,12 @@ class Group:
     per_seed: bool
     teacher_from: str | None = None
     trained: bool = True
+    snapshots: bool = False
 
 
 GROUPS: tuple[Group, ...] = (
     Group("teachers", "teacher", "train_teacher", per_seed=False),
-    Group("students", "student", "train_student", per_seed=True),
+    Group("students", "student", "train_student", per_seed=True, snapshots=True),
     Group("distilled", "distilled", "distill_student", per_seed=True, teacher_from="teachers"),
     Group("self_distilled", "self_distilled", "self_distill_student", per_seed=True, teacher_from="students"),
     Group("controls", "control", "init_control", per_seed=True, trained=False),
@@ -99,6 +103,8 @@ class Model:
         recipe: its own params entry.
         role: its paper role (``params.paper_models``), or None.
         teacher: the model it distils from (same seed for self-distillation), or None.
+        source: for a control of ``init: snapshot``, the student (same seed) whose snapshot after
+            ``recipe.epoch`` it is; else None.
     """
 
     name: str
@@ -110,6 +116,7 @@ class Model:
     recipe: TeacherParams | StudentParams | DistilledParams | ControlParams
     role: str | None = None
     teacher: Model | None = None
+    source: Model | None = None
 
     @property
     def imported(self) -> bool:
@@ -158,8 +165,9 @@ def models(params: Params) -> list[Model]:
                 out[name, seed] = Model(name, _GROUP[section], seed, recipe.model, recipe.optim, spec.method, spec,
                                         roles.get(name), out[spec.teacher, source])
         for name, spec in params.controls.items():
+            source = out[spec.student, seed] if spec.student is not None else None
             out[name, seed] = Model(name, _GROUP["controls"], seed, recipe.model, recipe.optim, "ce", spec,
-                                    roles.get(name))
+                                    roles.get(name), source=source)
     return list(out.values())
 
 
@@ -220,11 +228,31 @@ def check(params: Params) -> None:
             if spec.teacher not in sections[group.teacher_from]:
                 raise ParamsError(f"{where}.teacher: '{spec.teacher}' is not one of {group.teacher_from}: "
                                   f"{sorted(sections[group.teacher_from])}")
+    _check_snapshot_controls(params)
     for role, name in params.paper_models.items():
         if role not in ROLES:
             raise ParamsError(f"paper_models.{role}: unknown role; roles are {', '.join(ROLES)}")
         if name not in seen:
             raise ParamsError(f"paper_models.{role}: '{name}' is not a model defined in params.yaml")
+
+
+def _check_snapshot_controls(params: Params) -> None:
+    """A control of ``init: snapshot`` names a student trained from labels and one of its snapshot epochs.
+
+    Raises:
+        ParamsError: ``controls.<name>.student`` is not a key of ``students`` (distilled students write
+            no snapshots), or ``controls.<name>.epoch`` is not in ``student_recipe.snapshot_epochs``.
+    """
+    epochs = list(params.student_recipe.snapshot_epochs)
+    for name, spec in params.controls.items():
+        if spec.init != "snapshot":
+            continue
+        if spec.student not in params.students:
+            raise ParamsError(f"controls.{name}.student: '{spec.student}' is not one of students: "
+                              f"{sorted(params.students)} (only students trained from labels write snapshots)")
+        if spec.epoch not in epochs:
+            raise ParamsError(f"controls.{name}.epoch: {spec.epoch} is not in student_recipe.snapshot_epochs "
+                              f"{epochs}; add it there (the students then write that snapshot) or pick one of them")
 
 
 def _check_weights(where: str, weights: str | None) -> None:
@@ -249,7 +277,8 @@ class Layout:
     """Where every stage output lives, under ``root`` (``outputs/``); ``dvc.yaml`` spells out the same paths.
 
     Per model (``key`` = :attr:`Model.key`): ``models/<section>/<key>.safetensors`` (the weights),
-    ``training/<key>.csv`` (the history), ``training/<key>.env.json`` (the environment that
+    ``snapshots/<key>/epoch-<e>.safetensors`` (a student's weights along training), ``training/<key>.csv``
+    (the history), ``training/<key>.env.json`` (the environment that
     trained it), ``checkpoints/<key>/`` (resume state), and ``<measure>/<key>/<file>`` for every
     file of every measure (:mod:`kdinterp.measures.registry`). Study-wide: ``validation/data.json``,
     ``validation/dissection.json``.
@@ -260,6 +289,15 @@ class Layout:
     def model_file(self, model: Model) -> Path:
         """The trained weights (safetensors with an architecture header)."""
         return self.root / "models" / model.group.section / f"{model.key}.safetensors"
+
+    def snapshots(self, model: Model) -> Path:
+        """The folder of a student's weights along training (one DVC output of its train stage):
+        ``snapshots/<key>/``, holding :meth:`snapshot` for each of ``student_recipe.snapshot_epochs``."""
+        return self.root / "snapshots" / model.key
+
+    def snapshot(self, model: Model, epoch: int) -> Path:
+        """The student's weights after ``epoch`` (1-based): safetensors with the header of a model file."""
+        return self.snapshots(model) / f"epoch-{epoch}.safetensors"
 
     def checkpoints(self, model: Model) -> Path:
         """The resumable training state (``last.pt``), persisted between runs."""

@@ -3,9 +3,11 @@
 Three sections of ``REPRODUCTION.md``, each from the dissect stage's outputs
 (``summary.json``'s ``probe_bootstrap`` and ``sensitivity.csv``, :mod:`kdinterp.dissection.sensitivity`):
 
-* **Controls.** The untrained initialisation of each seed (params ``controls``; Bau et al., CVPR
-  2017, §3.2) is the floor: each trained student minus the control of its seed, as a paired
-  t-interval. The rotated-basis control (``dissection.sensitivity.rotation_seed``) multiplies the
+* **Controls.** The first control of params ``controls`` (the untrained initialisation of each
+  seed, ``random_init``; Bau et al., CVPR 2017, §3.2) is the floor: every other model, the other
+  controls of the ladder included (recalibrated BatchNorm, snapshots along training) and the
+  shuffled-label student, minus the floor of its seed, as a paired t-interval. The rotated-basis
+  control (``dissection.sensitivity.rotation_seed``) multiplies the
   layer output by a random orthogonal matrix: if detectors are axis-aligned, the unit basis has
   more of them than the rotated one (unit minus rotated, paired by seed).
 * **Sensitivity.** The detector predictions of the table (:data:`kdinterp.reporting.predictions.PREDICTIONS`
@@ -76,7 +78,7 @@ def controls_section(run: RunResults) -> str:
         floor = controls[0]
         rows = []
         for name in run.names:
-            if name in controls:
+            if name == floor:
                 continue
             diff, verdict = _paired(run, name, floor, lambda m: m.dissection.num_detectors, ".1f")
             rows.append([f"`{name}`", f"{np.mean(run.values(name, lambda m: m.dissection.num_detectors)):.1f}",

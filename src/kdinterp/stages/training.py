@@ -1,6 +1,7 @@
-"""Stages ``train_teacher@``, ``train_student@``, ``distill_student@`` and ``self_distill_student@``.
+"""Stages ``train_teacher@``, ``train_student@``, ``distill_student@``, ``self_distill_student@`` and ``init_control@``.
 
-One function trains any model of the study (:func:`train`): the study contract
+One function trains any model of the study (:func:`train`), or writes a control's weights
+(:func:`write_control`): the study contract
 (:mod:`kdinterp.core.study`) says which recipe, seed, method and teacher the model has and where its
 outputs go; the method table (:mod:`kdinterp.training.methods`) builds its
 :class:`~kdinterp.training.distill.Distiller`. The weights file holds what determines the weights
@@ -19,28 +20,31 @@ import torch
 
 from kdinterp.core import codedeps, study
 from kdinterp.core.io import atomic_path, sha256_file, write_json
-from kdinterp.core.params import Params, as_dict
+from kdinterp.core.params import ControlParams, Params, as_dict
 from kdinterp.core.progress import log
 from kdinterp.core.runtime import configure_torch, environment_record, resolve_device
 from kdinterp.training import distributed, methods
-from kdinterp.training.data import load_dataset
+from kdinterp.training.batchnorm import recalibrate_on_training_images
+from kdinterp.training.data import load_dataset, shuffle_labels
 from kdinterp.training.folders import class_names
 from kdinterp.training.models import CheckpointError, build_model, check_finite_weights, load_trained, save_model
-from kdinterp.training.train import fit
+from kdinterp.training.train import fit, read_snapshots
 
-__all__ = ["import_weights", "initial_model", "read_state_dict", "train", "write_initial"]
+__all__ = ["import_weights", "initial_model", "read_state_dict", "train", "write_control", "write_snapshots"]
 
 
 def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     """Train ``model`` from scratch (or resume its checkpoint) and write its outputs.
 
-    A control (``model.group.trained`` False) is not trained: only its initial weights are written
-    (:func:`write_initial`). A teacher with ``weights`` (:attr:`kdinterp.core.study.Model.imported`) is
+    A control (``model.group.trained`` False) is not trained: only its weights are written
+    (:func:`write_control`). A teacher with ``weights`` (:attr:`kdinterp.core.study.Model.imported`) is
     not trained either: its file is imported (:func:`import_weights`).
 
     Writes ``layout.model_file(model)`` (weights + header with the recipe and seed),
     ``layout.environment(model)`` (:func:`write_environment`), ``layout.history(model)`` (per-epoch
-    CSV) and, every epoch, ``layout.checkpoints(model)/last.pt``.
+    CSV), every epoch ``layout.checkpoints(model)/last.pt``, and for a student trained from labels
+    (``model.group.snapshots``) ``layout.snapshots(model)`` (:func:`write_snapshots`). A student of
+    ``shuffle_labels`` trains on :func:`kdinterp.training.data.shuffle_labels` of the training set.
     The seed fixes the initialisation (``torch.manual_seed(seed)`` right before the model is
     built) and, through :func:`kdinterp.training.train.fit`, the data order and augmentation: students of
     one seed start from the same weights and see the same batches.
@@ -53,7 +57,7 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
     """
     configure_torch()
     if not model.group.trained:
-        write_initial(params, model, layout)
+        write_control(params, model, layout)
         return
     if model.imported:
         import_weights(params, model, layout)
@@ -66,14 +70,17 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
         teacher, _, _ = load_trained(params, model.teacher, teacher_path)
         info["teacher_sha256"] = sha256_file(teacher_path)
     train_set = load_dataset(data, train=True)
+    if getattr(model.recipe, "shuffle_labels", False):
+        train_set = shuffle_labels(train_set, model.seed)
     val_set = load_dataset(data, train=False)
+    snapshot_epochs = params.student_recipe.snapshot_epochs if model.group.snapshots else ()
     classes = list(train_set.classes)
     student = initial_model(model, len(classes))
     distiller = methods.build(model.method, student, teacher, model.recipe, len(classes), len(train_set),
                               where=f"{model.group.section}.{model.name}.options")
     fingerprint = _fingerprint({"info": info, "model": as_dict(model.arch), "optim": as_dict(model.optim),
                                 "data": as_dict(data), "train_data": _data_identity(train_set, data),
-                                "code": codedeps.code_hash(__name__)})
+                                "snapshot_epochs": list(snapshot_epochs), "code": codedeps.code_hash(__name__)})
     ctx = distributed.context(resolve_device())
     if ctx.is_main:
         log(f"training {model.key}: {model.arch.arch} (width {model.arch.width}), method {model.method}, "
@@ -81,9 +88,13 @@ def train(params: Params, model: study.Model, layout: study.Layout) -> None:
             + (f", {ctx.world_size} processes" if ctx.distributed else ""))
     records = fit(distiller, train_set, val_set, model.optim, seed=model.seed,
                   checkpoint_dir=layout.checkpoints(model), fingerprint=fingerprint, device=ctx.device,
-                  num_workers=data.num_workers, label=model.key, eval_batch_size=data.eval_batch_size)
+                  num_workers=data.num_workers, label=model.key, eval_batch_size=data.eval_batch_size,
+                  snapshot_epochs=snapshot_epochs)
     if ctx.is_main:
         save_model(distiller.student, layout.model_file(model), model.arch, classes, info=info)
+        if model.group.snapshots:
+            write_snapshots(model, layout, classes, info,
+                            read_snapshots(layout.checkpoints(model), fingerprint, snapshot_epochs))
         write_environment(layout, model)
         with atomic_path(layout.history(model)) as tmp:
             pd.DataFrame(records).to_csv(tmp, index=False)
@@ -107,22 +118,74 @@ def initial_model(model: study.Model, num_classes: int) -> torch.nn.Module:
     return build_model(model.arch, num_classes)
 
 
-def write_initial(params: Params, model: study.Model, layout: study.Layout) -> None:
-    """Write ``layout.model_file(model)``: the weights every student of ``model.seed`` starts from, untrained.
+def write_snapshots(model: study.Model, layout: study.Layout, classes: list[str], info: dict,
+                    snapshots: dict[int, dict[str, torch.Tensor]]) -> None:
+    """Write the folder ``layout.snapshots(model)`` (a DVC output, so created even with no snapshot):
+    ``layout.snapshot(model, e)`` for each epoch ``e`` of ``snapshots``, a model file whose header is the
+    student's (``info``) plus ``epoch``; files of other epochs there are removed.
 
-    Built by :func:`initial_model`, as :func:`train` builds every student, so the control equals the
-    initialisation of the students of its seed.
+    Args:
+        model: the student.
+        layout: the output layout.
+        classes: class names in logit order.
+        info: the student's header info.
+        snapshots: epoch -> the student's ``state_dict`` after it (:func:`kdinterp.training.train.read_snapshots`).
+    """
+    folder = layout.snapshots(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {layout.snapshot(model, epoch) for epoch in snapshots}
+    for stale in folder.glob("epoch-*.safetensors"):
+        if stale not in wanted:
+            stale.unlink()
+    for epoch, state in sorted(snapshots.items()):
+        net = build_model(model.arch, len(classes))
+        net.load_state_dict(state, strict=True)
+        save_model(net, layout.snapshot(model, epoch), model.arch, classes, info={**info, "epoch": epoch})
+
+
+def write_control(params: Params, model: study.Model, layout: study.Layout) -> None:
+    """Write ``layout.model_file(model)`` for a control (:class:`kdinterp.core.params.ControlParams`), untrained.
+
+    The weights: ``init: random``, those every student of ``model.seed`` starts from
+    (:func:`initial_model`, as :func:`train` builds every student); ``init: snapshot``, the snapshot
+    ``layout.snapshot(model.source, epoch)`` of the source student, written by its train stage. Then,
+    for ``batchnorm: recalibrated``, the BatchNorm running statistics are recomputed on the training
+    images (:func:`kdinterp.training.batchnorm.recalibrate_on_training_images`, on the auto device).
+    The header holds the control's name, seed, group and params entry, plus ``snapshot_sha256`` for a
+    snapshot.
 
     Raises:
         DataError: the class folders are missing or disagree (their names go into the header).
+        CheckpointError: the snapshot file is missing, of another architecture, seed or classes, or
+            not of that student and epoch (the message names the stage to rerun).
     """
+    spec = model.recipe
+    if not isinstance(spec, ControlParams):
+        raise TypeError(f"{model.key} is not a control ({model.group.section})")
     classes = class_names(params.data)
-    net = initial_model(model, len(classes))
-    info = {"name": model.name, "seed": model.seed, "group": model.group.kind, **as_dict(model.recipe)}
+    info = {"name": model.name, "seed": model.seed, "group": model.group.kind, **as_dict(spec)}
+    if model.source is None:
+        net = initial_model(model, len(classes))
+        what = f"the untrained initialisation of seed {model.seed}"
+    else:
+        path = layout.snapshot(model.source, spec.epoch)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: snapshot not found; run stage {model.source.stage('train')} (it writes "
+                                  f"student_recipe.snapshot_epochs) before {model.stage('train')}")
+        net, header, _ = load_trained(params, model.source, path)
+        found, wanted = (header["info"].get("name"), header["info"].get("epoch")), (model.source.name, spec.epoch)
+        if found != wanted:
+            raise CheckpointError(f"{path}: holds {found[0]} after epoch {found[1]}, not {wanted[0]} after epoch "
+                                  f"{wanted[1]}; rerun stage {model.source.stage('train')}")
+        info["snapshot_sha256"] = sha256_file(path)
+        what = f"{model.source.key} after epoch {spec.epoch}"
+    if spec.batchnorm == "recalibrated":
+        seen = recalibrate_on_training_images(net, params.data, resolve_device())
+        net.cpu()
+        what += f", BatchNorm statistics recalibrated on {seen} training images"
     save_model(net, layout.model_file(model), model.arch, classes, info=info)
     write_environment(layout, model)
-    log(f"{model.key}: wrote the untrained initialisation of seed {model.seed} ({model.arch.arch}, "
-        f"width {model.arch.width})")
+    log(f"{model.key}: wrote {what} ({model.arch.arch}, width {model.arch.width})")
 
 
 def import_weights(params: Params, model: study.Model, layout: study.Layout) -> None:

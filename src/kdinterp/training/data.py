@@ -15,8 +15,10 @@ once, augmented a batch at a time by the trainer), else an ``ImageFolder`` with
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -25,11 +27,15 @@ from kdinterp.core.params import DataParams
 from kdinterp.training.folders import image_folder
 from kdinterp.training.memory_data import EvalBatches, InMemoryImages, decoded_size
 
-__all__ = ["IN_MEMORY_LIMIT_BYTES", "WithIndex", "build_transform", "eval_loader", "load_dataset", "make_loader",
-           "normalize"]
+__all__ = ["IN_MEMORY_LIMIT_BYTES", "SHUFFLE_SEED_OFFSET", "WithIndex", "build_transform", "eval_loader",
+           "load_dataset", "make_loader", "normalize", "shuffle_labels"]
 
 #: Largest decoded size (``N * 3 * H * W`` bytes) for which :func:`load_dataset` keeps a data set in memory.
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
+
+#: :func:`shuffle_labels` draws its permutation from ``numpy.random.default_rng(SHUFFLE_SEED_OFFSET + seed)``:
+#: a stream of its own, apart from the seed's initialisation, data order and augmentation.
+SHUFFLE_SEED_OFFSET = 10_000
 
 
 def normalize(data: DataParams) -> v2.Transform:
@@ -85,8 +91,12 @@ class WithIndex(Dataset):
         return image, target, index
 
 
-def load_dataset(data: DataParams, train: bool) -> Dataset:
+def load_dataset(data: DataParams, train: bool, *, augment: bool | None = None) -> Dataset:
     """The training (``train=True``, ``data.train_dir``) or evaluation (``data.val_dir``) data set.
+
+    ``augment`` (default: ``train``) picks the transform: ``load_dataset(data, train=True,
+    augment=False)`` is the training images as evaluation sees images (BatchNorm recalibration,
+    :mod:`kdinterp.training.batchnorm`); read it with :func:`eval_loader`.
 
     ``crop_flip`` data whose decoded size ``N * 3 * H * W`` bytes (``H, W`` of the first image)
     is at most :data:`IN_MEMORY_LIMIT_BYTES` is decoded once into an
@@ -103,12 +113,50 @@ def load_dataset(data: DataParams, train: bool) -> Dataset:
             in size (naming the file) or are too small to crop.
     """
     root = data.train_dir if train else data.val_dir
+    augment = train if augment is None else augment
     if data.augment == "crop_flip":
         folder = image_folder(root, transform=None)
         height, width = decoded_size(folder.samples[0][0])
         if len(folder) * 3 * height * width <= IN_MEMORY_LIMIT_BYTES:
-            return InMemoryImages(root, data, train)
-    return image_folder(root, build_transform(data, train))
+            return InMemoryImages(root, data, augment)
+    return image_folder(root, build_transform(data, augment))
+
+
+def shuffle_labels(dataset: Dataset, seed: int) -> Dataset:
+    """A shallow copy of ``dataset`` whose labels are permuted once across its images (data randomisation).
+
+    Image ``i`` gets the label of image ``perm[i]``, ``perm = numpy.random.default_rng(SHUFFLE_SEED_OFFSET
+    + seed).permutation(N)``: every class keeps its number of images, the images lose their class, and
+    the same seed gives the same labels (students of ``students.<name>.shuffle_labels``; Zhang et al.
+    2017, Adebayo et al. 2018). ``dataset`` itself is not changed.
+
+    Args:
+        dataset: a training set of :func:`load_dataset`: an
+            :class:`~kdinterp.training.memory_data.InMemoryImages` (``targets`` int64 ``(N,)``) or an
+            ``ImageFolder`` (``samples``, ``targets``, ``imgs``).
+        seed: the model's seed.
+
+    Returns:
+        The copy: ``targets``, ``samples`` (and an ImageFolder's ``imgs``) carry the permuted labels,
+        so both :class:`~kdinterp.training.memory_data.TrainBatches` and ``dataset[i]`` yield them.
+
+    Raises:
+        TypeError: ``dataset`` has no ``samples`` and ``targets`` (not a data set of :func:`load_dataset`).
+    """
+    if not hasattr(dataset, "samples") or not hasattr(dataset, "targets"):
+        raise TypeError(f"shuffle_labels needs a data set of load_dataset (samples, targets), "
+                        f"got {type(dataset).__name__}")
+    labels = np.asarray([target for _, target in dataset.samples], dtype=np.int64)
+    permuted = labels[np.random.default_rng(SHUFFLE_SEED_OFFSET + seed).permutation(len(labels))]
+    out = copy.copy(dataset)
+    out.samples = [(path, int(target)) for (path, _), target in zip(dataset.samples, permuted, strict=True)]
+    if isinstance(dataset.targets, torch.Tensor):
+        out.targets = torch.from_numpy(permuted)
+    else:
+        out.targets = [int(t) for t in permuted]
+    if hasattr(dataset, "imgs"):
+        out.imgs = out.samples
+    return out
 
 
 def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0,

@@ -20,7 +20,7 @@ import math
 import pickle
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from kdinterp.training.data import WithIndex, eval_loader
 from kdinterp.training.distill import Distiller
 from kdinterp.training.memory_data import InMemoryImages, TrainBatches
 
-__all__ = ["NonFiniteLossError", "fit", "lr_factor"]
+__all__ = ["NonFiniteLossError", "fit", "lr_factor", "read_snapshots"]
 
 CHECKPOINT = "last.pt"
 
@@ -60,7 +60,8 @@ def lr_factor(optim: OptimParams) -> Callable[[int], float]:
 
 def fit(distiller: Distiller, train_set: Dataset, val_loader: Iterable | Dataset | None, optim: OptimParams, *,
         seed: int, checkpoint_dir: Path, fingerprint: str, device: torch.device,
-        num_workers: int = 0, label: str = "train", eval_batch_size: int = 256) -> list[dict[str, float]]:
+        num_workers: int = 0, label: str = "train", eval_batch_size: int = 256,
+        snapshot_epochs: Sequence[int] = ()) -> list[dict[str, float]]:
     """Train ``distiller``'s student for ``optim.epochs`` epochs, resuming if possible.
 
     Under ``torchrun`` (see :mod:`kdinterp.training.distributed`) every process runs this function on its
@@ -89,6 +90,11 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: Iterable | Dataset
         num_workers: DataLoader worker processes.
         label: shown on the progress bar.
         eval_batch_size: batch size for a ``val_loader`` given as a data set.
+        snapshot_epochs: after each of these epochs (1-based) the student's ``state_dict`` (CPU
+            copies) is kept in ``last.pt`` (saved with the epoch's checkpoint, carried by every later
+            one, restored on resume), so a resumed run has the same snapshots as an uninterrupted
+            one; :func:`read_snapshots` reads them after the run. Put them in ``fingerprint``: a
+            checkpoint is only resumed by a run that wants the snapshots it holds.
 
     Returns:
         One dict per epoch: ``epoch`` (1-based), ``lr``, each loss term, ``loss``,
@@ -97,8 +103,11 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: Iterable | Dataset
 
     Raises:
         NonFiniteLossError: a batch loss is NaN/inf; the message names epoch, step and terms.
-        ValueError: the global batch size is not divisible by the number of processes.
+        ValueError: the global batch size is not divisible by the number of processes; a snapshot
+            epoch is outside ``1..optim.epochs``.
     """
+    if any(not 1 <= e <= optim.epochs for e in snapshot_epochs):
+        raise ValueError(f"snapshot epochs {list(snapshot_epochs)} must lie in 1..{optim.epochs}")
     ctx = distributed.context(device)
     distiller.to(ctx.device)
     if optim.channels_last and ctx.device.type == "cuda":
@@ -111,11 +120,12 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: Iterable | Dataset
     optimizer = torch.optim.SGD(distiller.learnable_parameters(), lr=optim.lr, momentum=optim.momentum,
                                 weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(optim))
-    start, history = 0, []
+    start, history, snapshots = 0, [], {}
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, history = int(state["epoch"]), list(state["history"])
+        snapshots = dict(state.get("snapshots", {}))
         _log(ctx, f"resuming from {checkpoint_dir / CHECKPOINT} after epoch {start}")
     model = _data_parallel(distiller, ctx)
     if isinstance(val_loader, Dataset):
@@ -137,9 +147,12 @@ def fit(distiller: Distiller, train_set: Dataset, val_loader: Iterable | Dataset
         history.append(stats)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "epoch")
         _log(ctx, f"{label} epoch {epoch + 1}/{optim.epochs}: {shown} ({time.perf_counter() - began:.1f} s)")
+        if epoch + 1 in snapshot_epochs:
+            weights = distiller.student.state_dict()
+            snapshots[epoch + 1] = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
         if ctx.is_main:
             _save_checkpoint(checkpoint_dir / CHECKPOINT, fingerprint, distiller, optimizer, scheduler, epoch + 1,
-                             history)
+                             history, snapshots)
         distributed.barrier(ctx)
     return history
 
@@ -248,14 +261,39 @@ def top1(model: torch.nn.Module, loader: Iterable, device: torch.device) -> floa
 
 
 def _save_checkpoint(path: Path, fingerprint: str, distiller: Distiller, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, epoch: int, history: list[dict[str, float]]) -> None:
+                     scheduler: Any, epoch: int, history: list[dict[str, float]],
+                     snapshots: dict[int, dict[str, torch.Tensor]]) -> None:
     state = {"fingerprint": fingerprint, "epoch": epoch, "history": history,
              "distiller": distiller.trainable_state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict()}
+             "scheduler": scheduler.state_dict(), "snapshots": snapshots}
     # Saved through a file object: given a path, torch.save names the archive after the (random)
     # temporary file, and identical checkpoints would get different bytes and DVC hashes.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(state, f)
+
+
+def read_snapshots(checkpoint_dir: Path, fingerprint: str, epochs: Sequence[int]) -> dict[int, dict[str, torch.Tensor]]:
+    """The student's weights after each of ``epochs``, as :func:`fit` kept them in ``checkpoint_dir/last.pt``.
+
+    Args:
+        checkpoint_dir: the run's ``checkpoint_dir``.
+        fingerprint: the run's fingerprint.
+        epochs: the ``snapshot_epochs`` of the run (1-based).
+
+    Returns:
+        epoch -> the student's ``state_dict`` after that epoch (CPU tensors), for each of ``epochs``.
+
+    Raises:
+        FileNotFoundError: ``last.pt`` is missing, unreadable, or of another configuration, or lacks
+            one of ``epochs`` (the run did not finish those epochs with these snapshot epochs).
+    """
+    state = _load_checkpoint(checkpoint_dir / CHECKPOINT, fingerprint)
+    kept = {} if state is None else state.get("snapshots", {})
+    missing = [e for e in epochs if e not in kept]
+    if missing:
+        raise FileNotFoundError(f"{checkpoint_dir / CHECKPOINT}: no snapshot of epoch(s) {missing} for this run; "
+                                "the training run did not finish them (rerun the train stage)")
+    return {e: kept[e] for e in epochs}
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
