@@ -261,7 +261,7 @@ def test_prediction_rows_show_mean_difference_interval_and_n(generated: tuple[Pa
                      md, flags=re.M)
     details = _section(md, "Paper predictions").split("### Every paired comparison")[1]
     assert re.search(r"^\| P5 \| Scratch \u2212 LS \| #detectors \| \u22124\.0 detectors \| "
-                     r"\[\u22126\.5, \u22121\.5\] \| 3 \| contradicted \|$", details, flags=re.M)
+                     r"\[\u22126\.5, \u22121\.5\] \| n/a \| none \| 3 \| contradicted \|$", details, flags=re.M)
 
 
 def test_per_seed_table_has_every_seeds_numbers(generated: tuple[Path, str]) -> None:
@@ -430,8 +430,8 @@ def test_p8_to_p11_are_checked_when_their_models_exist(tmp_path: Path) -> None:
                      markdown, re.M)
     details = markdown.split("### Every paired comparison")[1]
     # at - scratch in top-1: -7, -4, -10 pp.
-    assert re.search(r"^\| P11 \| at \u2212 Scratch \| top-1 \| \u22127\.00 pp \| \[\u221214\.45, \+0\.45\] \| 3 \| "
-                     r"inconclusive \|$", details, re.M)
+    assert re.search(r"^\| P11 \| at \u2212 Scratch \| top-1 \| \u22127\.00 pp \| \[\u221214\.45, \+0\.45\] \| "
+                     r"n/a \| none \| 3 \| inconclusive \|$", details, re.M)
     assert "AT + logit KD" in markdown and "AT without logit KD" in markdown and "self-distilled" in markdown
 
 

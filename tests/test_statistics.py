@@ -1,4 +1,4 @@
-"""kdinterp.core.statistics: paired t-intervals over seeds and the three-way verdicts, against hand computations."""
+"""kdinterp.core.statistics: paired t-intervals over seeds, TOST, the four-way verdicts, against hand computations."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from kdinterp.core.statistics import (
     CONTRADICTED,
+    EQUIVALENT,
     HOLDS,
     INCONCLUSIVE,
     combine,
+    equivalence_interval,
+    equivalent,
     mean_sd,
     monotone,
     paired_difference,
     t_interval,
+    tost_p_value,
     verdict,
 )
 
@@ -131,3 +136,82 @@ def test_mean_sd() -> None:
     assert mean_sd([2.0, 4.0, 6.0]) == (4.0, 2.0, 3)
     mean, sd, n = mean_sd(3.5)
     assert (mean, n) == (3.5, 1) and math.isnan(sd)
+
+
+# ---------------------------------------------------------------- equivalence (TOST, Schuirmann 1987)
+
+#: t quantiles t_{0.95, df} from a printed table (NIST/SEMATECH e-Handbook §1.3.6.7.2).
+T95 = {2: 2.920, 3: 2.353, 4: 2.132}
+
+
+def test_equivalence_interval_is_the_90_percent_interval_by_hand() -> None:
+    # d = 1, 2, 3, 4: mean 2.5, se sqrt(5/12) = 0.6455; 90% half-width 2.353 * 0.6455 = 1.519.
+    tost = equivalence_interval([1.0, 2.0, 3.0, 4.0])
+    assert tost.confidence == pytest.approx(0.90)
+    assert (tost.low, tost.high) == pytest.approx((2.5 - T95[3] * math.sqrt(5 / 12), 2.5 + T95[3] * math.sqrt(5 / 12)),
+                                                  abs=1e-3)
+    assert equivalent(tost, 4.1) and not equivalent(tost, 4.0)
+
+
+def test_a_small_spread_around_zero_is_equivalent_within_a_wide_margin_only() -> None:
+    # d = +1, -1, 0: mean 0, sd 1; 95% half-width 4.303 / sqrt(3) = 2.48 (contains 0),
+    # 90% half-width 2.920 / sqrt(3) = 1.686: inside +-4.6, not inside +-1.5.
+    comparison = paired_difference([41.0, 40.0, 39.0], [40.0, 41.0, 39.0], +1, margin=4.6)
+    assert comparison.verdict == EQUIVALENT and comparison.margin == 4.6
+    assert (comparison.equivalence.low, comparison.equivalence.high) == pytest.approx((-1.686, 1.686), abs=1e-3)
+    assert paired_difference([41.0, 40.0, 39.0], [40.0, 41.0, 39.0], +1, margin=1.5).verdict == INCONCLUSIVE
+    assert paired_difference([41.0, 40.0, 39.0], [40.0, 41.0, 39.0], +1).verdict == INCONCLUSIVE  # no margin
+
+
+def test_an_interval_that_excludes_zero_holds_or_is_contradicted_before_equivalence() -> None:
+    # d = 0.5, 0.51, 0.49: the 95% interval excludes 0 and the 90% one lies inside +-1.
+    assert paired_difference([1.5, 1.51, 1.49], [1.0, 1.0, 1.0], +1, margin=1.0).verdict == HOLDS
+    assert paired_difference([1.5, 1.51, 1.49], [1.0, 1.0, 1.0], -1, margin=1.0).verdict == CONTRADICTED
+
+
+def test_one_seed_is_never_equivalent_and_a_constant_difference_is_judged_on_its_value() -> None:
+    assert paired_difference([0.0], [0.0], +1, margin=10.0).verdict == INCONCLUSIVE
+    assert math.isnan(tost_p_value([0.0], 1.0))
+    # Every difference 0 (sd 0): both intervals are the point 0: inside any margin.
+    assert paired_difference([3.0, 5.0], [3.0, 5.0], +1, margin=0.5).verdict == EQUIVALENT
+    assert tost_p_value([0.2, 0.2], 0.5) == 0.0 and tost_p_value([0.7, 0.7], 0.5) == 1.0
+
+
+def test_tost_p_value_below_alpha_exactly_when_the_90_percent_interval_is_inside() -> None:
+    rng = np.random.default_rng(7)
+    agree = decided = 0
+    for _ in range(2000):
+        n = int(rng.integers(2, 9))
+        d = rng.normal(rng.uniform(-1, 1), rng.uniform(0.1, 2), n)
+        margin = float(rng.uniform(0.2, 3))
+        by_tests = tost_p_value(d, margin) < 0.05
+        by_interval = equivalent(equivalence_interval(d), margin)
+        agree += by_tests == by_interval
+        decided += by_interval
+    assert agree == 2000 and 50 < decided < 1950  # both outcomes occur
+
+
+def test_tost_p_value_by_hand() -> None:
+    # d = 1, 2, 3, 4, margin 5: t statistics (2.5 + 5) / 0.6455 = 11.62 and (2.5 - 5) / 0.6455 = -3.873, df 3.
+    p = tost_p_value([1.0, 2.0, 3.0, 4.0], 5.0)
+    assert p == pytest.approx(max(stats.t.sf(7.5 / math.sqrt(5 / 12), 3), stats.t.cdf(-2.5 / math.sqrt(5 / 12), 3)))
+    assert p == pytest.approx(0.01523, abs=1e-4)
+
+
+@pytest.mark.parametrize(("parts", "expected"), [
+    ([EQUIVALENT], EQUIVALENT),
+    ([HOLDS, EQUIVALENT], EQUIVALENT),
+    ([EQUIVALENT, INCONCLUSIVE], EQUIVALENT),
+    ([EQUIVALENT, CONTRADICTED], CONTRADICTED),
+    ([HOLDS, HOLDS, INCONCLUSIVE], INCONCLUSIVE),
+])
+def test_combine_with_equivalent_parts(parts: list[str], expected: str) -> None:
+    assert combine(parts) == expected
+
+
+def test_bad_margins_and_alphas_are_errors() -> None:
+    for margin in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="margin"):
+            paired_difference([1.0, 2.0], [0.0, 0.0], +1, margin=margin)
+    with pytest.raises(ValueError, match="alpha"):
+        equivalence_interval([1.0, 2.0], 0.5)

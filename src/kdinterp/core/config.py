@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from kdinterp.core.errors import KdinterpError
 
-__all__ = ["ParamsError", "Range", "check_ranges", "from_mapping", "ranged"]
+__all__ = ["ParamsError", "Range", "check_ranges", "from_mapping", "ranged", "require"]
 
 T = TypeVar("T")
 
@@ -41,6 +41,12 @@ class ParamsError(KdinterpError, ValueError):
         if self.key is None:
             return ParamsError(f"{where}: {self.detail}" if where else self.detail)
         return ParamsError(self.detail, _join(where, self.key))
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Raise :class:`ParamsError` for ``key`` (a field name; the loader prefixes its path) unless ``condition``."""
+    if not condition:
+        raise ParamsError(message, key)
 
 
 @dataclass(frozen=True)

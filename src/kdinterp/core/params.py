@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 import yaml
 
-from kdinterp.core.config import ParamsError, check_ranges, from_mapping, ranged
+from kdinterp.core.config import ParamsError, check_ranges, from_mapping, ranged, require
+from kdinterp.core.verdict_params import (
+    InstrumentControls,
+    InstrumentCriteria,
+    InstrumentParams,
+    VerdictParams,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -24,6 +30,9 @@ __all__ = [
     "CORE_SECTIONS",
     "DataParams",
     "DistilledParams",
+    "InstrumentControls",
+    "InstrumentCriteria",
+    "InstrumentParams",
     "ModelParams",
     "OptimParams",
     "Params",
@@ -32,6 +41,7 @@ __all__ = [
     "StudentParams",
     "StudentRecipe",
     "TeacherParams",
+    "VerdictParams",
     "WorldParams",
     "load_params",
     "parse_params",
@@ -43,12 +53,6 @@ SEED_MAX = 2**32 - 1
 
 #: Broden's six concept categories, in the order the paper lists them.
 CATEGORIES: tuple[str, ...] = ("object", "part", "scene", "material", "texture", "color")
-
-
-def require(condition: bool, key: str, message: str) -> None:
-    """Raise :class:`ParamsError` for ``key`` (a field name; the loader prefixes its path) unless ``condition``."""
-    if not condition:
-        raise ParamsError(message, key)
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,8 @@ class Params:
     self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
     controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
+    verdicts: VerdictParams = field(default_factory=VerdictParams)
+    instrument: InstrumentParams | None = None
     sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

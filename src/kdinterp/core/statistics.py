@@ -1,4 +1,4 @@
-"""Paired comparisons over seeds: mean difference, 95% t-interval, and a three-way verdict.
+"""Paired comparisons over seeds: mean difference, 95% t-interval, and a four-way verdict.
 
 A student's seed fixes its initialisation, data order and augmentation, so two students of the
 same seed share everything but their supervision: their values are *paired*, and a comparison of
@@ -15,10 +15,20 @@ It assumes the differences are independent draws from a normal distribution; wit
 t quantile is 4.30, so only large, consistent differences exclude 0. When every difference is the
 same (s = 0), the interval collapses to that value.
 
-Verdicts (:func:`verdict`): a prediction of the sign of a difference **holds** when the interval
-excludes 0 on the predicted side, is **contradicted** when it excludes 0 on the other side, and is
-**inconclusive** otherwise, including n < 2 (no interval). Several comparisons behind one
-prediction (an ordering, a trend, "every model") are combined by :func:`combine`.
+Verdicts (:func:`verdict`), in this order: a prediction of the sign of a difference **holds** when
+the 95% interval excludes 0 on the predicted side and is **contradicted** when it excludes 0 on the
+other side; otherwise it is **equivalent** when a pre-registered margin delta is given and the
+difference is shown to lie inside (-delta, +delta), and **inconclusive** otherwise, including
+n < 2 (no interval). Several comparisons behind one prediction (an ordering, a trend, "every
+model") are combined by :func:`combine`.
+
+Equivalence is Schuirmann's two one-sided tests (TOST; Schuirmann, *J. Pharmacokinet. Biopharm.*
+15, 1987, 657-680): reject both "mean <= -delta" and "mean >= +delta" with one-sided t-tests at level
+alpha (0.05). It rejects both exactly when the (1 - 2 alpha) t-interval, the 90% interval, lies
+inside (-delta, +delta) (Schuirmann 1987; Wellek, *Testing Statistical Hypotheses of Equivalence
+and Noninferiority*, 2010, §2.3): :func:`equivalent` uses the interval, :func:`tost_p_value` the
+tests, and ``tests/test_statistics.py`` checks that they agree. Sample sizes for either question
+are in :mod:`kdinterp.core.power`.
 
 Everything here is a pure function on numpy arrays.
 """
@@ -33,14 +43,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-__all__ = ["CONTRADICTED", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Comparison", "Interval", "combine", "mean_sd",
-           "monotone", "paired_difference", "t_interval", "verdict"]
+__all__ = ["CONTRADICTED", "EQUIVALENCE_ALPHA", "EQUIVALENT", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Comparison",
+           "Interval", "combine", "equivalence_interval", "equivalent", "mean_sd", "monotone", "paired_difference",
+           "t_interval", "tost_p_value", "verdict"]
 
 HOLDS = "holds"
 CONTRADICTED = "contradicted"
+EQUIVALENT = "equivalent"
 INCONCLUSIVE = "inconclusive"
-#: The three verdicts, in the order reports list them.
-VERDICTS: tuple[str, ...] = (HOLDS, CONTRADICTED, INCONCLUSIVE)
+#: The four verdicts, in the order they are decided and reports list them.
+VERDICTS: tuple[str, ...] = (HOLDS, CONTRADICTED, EQUIVALENT, INCONCLUSIVE)
+#: The level of each one-sided test of TOST (Schuirmann 1987): the equivalence interval is the 90% interval.
+EQUIVALENCE_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -70,12 +84,18 @@ class Comparison:
     Attributes:
         interval: t-interval of the mean difference, in the units of ``a`` and ``b``.
         direction: the predicted sign of ``a - b``: +1 (a > b) or -1 (a < b).
-        verdict: ``holds``, ``contradicted`` or ``inconclusive`` (:func:`verdict`).
+        verdict: ``holds``, ``contradicted``, ``equivalent`` or ``inconclusive`` (:func:`verdict`).
+        margin: the equivalence margin delta, in the units of ``a`` and ``b``, or None (no margin:
+            never ``equivalent``).
+        equivalence: the (1 - 2 alpha) t-interval TOST reads (:func:`equivalence_interval`), or None
+            without a margin.
     """
 
     interval: Interval
     direction: int
     verdict: str
+    margin: float | None = None
+    equivalence: Interval | None = None
 
     @property
     def mean(self) -> float:
@@ -140,15 +160,76 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, n, sd, confidence)
 
 
-def verdict(interval: Interval, direction: int) -> str:
-    """The verdict on the prediction "the mean is > 0" (``direction`` +1) or "< 0" (-1).
-
-    Returns:
-        ``holds`` if the interval excludes 0 on the predicted side, ``contradicted`` if it excludes
-        0 on the other side, else ``inconclusive`` (also for an interval of NaNs, n < 2).
+def equivalence_interval(values: ArrayLike, alpha: float = EQUIVALENCE_ALPHA) -> Interval:
+    """The (1 - 2 alpha) t-interval of ``values``, the interval TOST at level ``alpha`` reads (90% for 0.05).
 
     Raises:
-        ValueError: ``direction`` is not +1 or -1.
+        ValueError: as :func:`t_interval`, or ``alpha`` outside (0, 0.5).
+    """
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    return t_interval(values, 1.0 - 2.0 * alpha)
+
+
+def _check_margin(margin: float) -> None:
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"an equivalence margin must be a finite number > 0, got {margin}")
+
+
+def equivalent(interval: Interval, margin: float) -> bool:
+    """Whether ``interval`` (from :func:`equivalence_interval`) lies strictly inside ``(-margin, +margin)``.
+
+    False for an interval of NaNs (n < 2). When every difference is the same (sd 0) the interval is
+    that value, and it is equivalent when its size is below the margin.
+
+    Raises:
+        ValueError: ``margin`` is not finite and > 0.
+    """
+    _check_margin(margin)
+    if math.isnan(interval.low) or math.isnan(interval.high):
+        return False
+    return -margin < interval.low and interval.high < margin
+
+
+def tost_p_value(values: ArrayLike, margin: float) -> float:
+    """The p-value of Schuirmann's TOST of "the mean lies outside (-margin, +margin)": the larger of the
+    one-sided t-tests' p-values of ``mean <= -margin`` and ``mean >= +margin`` (NaN when n < 2).
+
+    Below alpha exactly when the (1 - 2 alpha) interval lies inside the margin (:func:`equivalent`).
+    With sd 0 it is 0 when the mean is inside the margin, else 1.
+
+    Raises:
+        ValueError: as :func:`t_interval`, or ``margin`` not finite and > 0.
+    """
+    _check_margin(margin)
+    mean, sd, n = mean_sd(values)
+    if n < 2:
+        return math.nan
+    if sd == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se = sd / math.sqrt(n)
+    lower = float(stats.t.sf((mean + margin) / se, n - 1))   # H0: mean <= -margin
+    upper = float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= +margin
+    return max(lower, upper)
+
+
+def verdict(interval: Interval, direction: int, equivalence: Interval | None = None,
+            margin: float | None = None) -> str:
+    """The verdict on the prediction "the mean is > 0" (``direction`` +1) or "< 0" (-1).
+
+    Args:
+        interval: the 95% interval (:func:`t_interval`).
+        direction: +1 or -1.
+        equivalence: the TOST interval (:func:`equivalence_interval`), or None.
+        margin: the pre-registered equivalence margin, or None: never ``equivalent``.
+
+    Returns:
+        ``holds`` if ``interval`` excludes 0 on the predicted side, ``contradicted`` if it excludes
+        0 on the other side; else ``equivalent`` if ``equivalence`` lies inside ``(-margin,
+        +margin)``; else ``inconclusive`` (also for an interval of NaNs, n < 2).
+
+    Raises:
+        ValueError: ``direction`` is not +1 or -1, or a bad ``margin``.
     """
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction}")
@@ -158,10 +239,13 @@ def verdict(interval: Interval, direction: int) -> str:
         return HOLDS if direction == 1 else CONTRADICTED
     if interval.high < 0:
         return HOLDS if direction == -1 else CONTRADICTED
+    if margin is not None and equivalence is not None and equivalent(equivalence, margin):
+        return EQUIVALENT
     return INCONCLUSIVE
 
 
-def paired_difference(a: ArrayLike, b: ArrayLike, direction: int, confidence: float = 0.95) -> Comparison:
+def paired_difference(a: ArrayLike, b: ArrayLike, direction: int, confidence: float = 0.95,
+                      margin: float | None = None, alpha: float = EQUIVALENCE_ALPHA) -> Comparison:
     """Compare two models over seeds: the t-interval of ``a - b`` and the verdict on its predicted sign.
 
     Args:
@@ -170,19 +254,25 @@ def paired_difference(a: ArrayLike, b: ArrayLike, direction: int, confidence: fl
             compared against each value of the other.
         direction: the predicted sign of ``a - b``: +1 for "a > b", -1 for "a < b".
         confidence: of the interval, in (0, 1).
+        margin: the pre-registered equivalence margin (units of ``a``), or None: never ``equivalent``.
+        alpha: of each one-sided test of TOST; the equivalence interval is the (1 - 2 alpha) interval.
 
     Returns:
-        The comparison; its interval is in the units of ``a`` and ``b``.
+        The comparison; its intervals are in the units of ``a`` and ``b``.
 
     Raises:
         ValueError: shapes that do not pair (``(n,)`` against ``(m,)`` with n != m, both > 1),
-            non-finite values, a bad ``direction`` or ``confidence``.
+            non-finite values, a bad ``direction``, ``confidence``, ``margin`` or ``alpha``.
     """
     x, y = _vector(a, "a"), _vector(b, "b")
     if x.size != y.size and 1 not in (x.size, y.size):
         raise ValueError(f"a and b must be paired by seed: shapes {x.shape} and {y.shape}")
     interval = t_interval(x - y, confidence)
-    return Comparison(interval, direction, verdict(interval, direction))
+    if margin is None:
+        return Comparison(interval, direction, verdict(interval, direction))
+    _check_margin(margin)
+    tost = equivalence_interval(x - y, alpha)
+    return Comparison(interval, direction, verdict(interval, direction, tost, margin), margin, tost)
 
 
 def monotone(values: Sequence[ArrayLike], direction: int, confidence: float = 0.95) -> list[Comparison]:
@@ -215,9 +305,12 @@ def monotone(values: Sequence[ArrayLike], direction: int, confidence: float = 0.
 def combine(verdicts: Iterable[str]) -> str:
     """One verdict for a prediction made of several comparisons.
 
+    A prediction of several effects holds only if each is shown; one effect shown absent (a part
+    ``equivalent``: smaller than its margin) is enough to say so, whatever the other parts.
+
     Returns:
-        ``holds`` if every part holds, ``contradicted`` if any part is contradicted, else
-        ``inconclusive``.
+        ``contradicted`` if any part is contradicted; else ``holds`` if every part holds; else
+        ``equivalent`` if any part is equivalent; else ``inconclusive``.
 
     Raises:
         ValueError: no verdicts, or an unknown one.
@@ -228,4 +321,6 @@ def combine(verdicts: Iterable[str]) -> str:
         raise ValueError(f"expected one or more of {VERDICTS}, got {parts}")
     if CONTRADICTED in parts:
         return CONTRADICTED
-    return HOLDS if all(part == HOLDS for part in parts) else INCONCLUSIVE
+    if all(part == HOLDS for part in parts):
+        return HOLDS
+    return EQUIVALENT if EQUIVALENT in parts else INCONCLUSIVE

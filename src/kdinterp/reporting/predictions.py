@@ -11,7 +11,9 @@ is not checked (P8-P11 need ``profiles/all_students.yaml``; P12 and P14 a ``sali
 REPRODUCTION.md, the sensitivity bands and the dose-response all iterate this table.
 
 Every comparison of two models is a paired difference over seeds (students of one seed share
-initialisation and data order), judged by its 95% t-interval (:mod:`kdinterp.core.statistics`).
+initialisation and data order), judged by its 95% t-interval (:mod:`kdinterp.core.statistics`);
+a prediction with a pre-registered margin (``params.verdicts.equivalence_margin``, a share of the
+layer's units) can also be judged *equivalent* by its 90% interval (TOST, Schuirmann 1987).
 Every number comes from the run; the paper's are shown beside them as targets.
 """
 
@@ -22,15 +24,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kdinterp.core import statistics
-from kdinterp.core.params import Params
+from kdinterp.core.params import Params, ParamsError
 from kdinterp.core.statistics import Comparison
 from kdinterp.reporting.paper import PAPER_DETECTORS, PAPER_ENTROPY, PAPER_TOP1_PERCENT, signed
 from kdinterp.reporting.quantities import QUANTITIES, Quantity, five_band, object_mass
 from kdinterp.reporting.results import RunResults
 from kdinterp.training.methods import feature_methods
 
-__all__ = ["P12_METHOD", "PREDICTIONS", "Part", "PartSpec", "Prediction", "PredictionSpec", "check_predictions",
-           "compare", "count_verdicts"]
+__all__ = ["P12_METHOD", "PREDICTIONS", "Part", "PartSpec", "Prediction", "PredictionSpec", "check_margins",
+           "check_predictions", "compare", "count_verdicts"]
 
 #: The saliency method of P12. The paper does not say which it used (research/paper.md §4.2,
 #: [NOT FOUND]); Grad-CAM is fixed here before any result: Tjoa & Guan introduce a CAM variant
@@ -219,6 +221,16 @@ class Part:
         """``KD − Scratch: +0.85 pp [−0.31, +2.01]``."""
         return f"{self.label}: {self.mean()} {self.ci()}"
 
+    def margin(self) -> str:
+        """``±4.6``: the equivalence margin in the quantity's unit, or ``none``."""
+        margin = self.comparison.margin
+        return "none" if margin is None else f"\u00b1{margin:{self.quantity.fmt}}"
+
+    def tost(self) -> str:
+        """The 90% interval TOST reads, ``[−1.2, +2.0]``; ``n/a`` without a margin or an interval."""
+        i, fmt = self.comparison.equivalence, self.quantity.fmt
+        return "n/a" if i is None or math.isnan(i.low) else f"[{signed(i.low, fmt)}, {signed(i.high, fmt)}]"
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -235,8 +247,13 @@ class Prediction:
 
     @property
     def verdict(self) -> str:
-        """``holds`` if every part holds, ``contradicted`` if any part is, else ``inconclusive``."""
+        """The parts' verdicts combined (:func:`kdinterp.core.statistics.combine`)."""
         return statistics.combine(p.comparison.verdict for p in self.parts)
+
+    @property
+    def reads_detectors(self) -> bool:
+        """Whether a part compares a count of the dissected layer's units (judged only if the control ladder allows)."""
+        return any(p.quantity.units is not None for p in self.parts)
 
     @property
     def n(self) -> str:
@@ -258,11 +275,48 @@ def count_verdicts(verdicts: list[str]) -> str:
     return ", ".join(f"{n} {'hold' if v == statistics.HOLDS and n != 1 else v}" for v, n in counts.items() if n)
 
 
-def compare(run: RunResults, a: str, b: str, quantity: Quantity, direction: int, label: str = "") -> Part:
-    """The paired comparison ``a − b`` of ``quantity`` over seeds, predicted to have sign ``direction``."""
+def _margin(run: RunResults, a: str, b: str, quantity: Quantity, share: float | None) -> float | None:
+    """``share`` of the units both models count over, in the quantity's unit; None without a share, for a
+    quantity that is not a count of units, or when the models' layers differ in size."""
+    if share is None or quantity.units is None:
+        return None
+    units = {float(u) for values in run.aligned([a, b], quantity.units) for u in values}
+    return share * units.pop() if len(units) == 1 else None
+
+
+def compare(run: RunResults, a: str, b: str, quantity: Quantity, direction: int, label: str = "",
+            margin_share: float | None = None) -> Part:
+    """The paired comparison ``a − b`` of ``quantity`` over seeds, predicted to have sign ``direction``.
+
+    ``margin_share``: the equivalence margin as a share of the models' units (``params.verdicts``),
+    or None: never *equivalent*.
+    """
     x, y = run.paired(a, b, quantity.value)
     label = label or f"{run.seeds_of(a)[0].label} \u2212 {run.seeds_of(b)[0].label}"
-    return Part(label, quantity, statistics.paired_difference(x, y, direction))
+    margin = _margin(run, a, b, quantity, margin_share)
+    return Part(label, quantity, statistics.paired_difference(x, y, direction, margin=margin))
+
+
+def check_margins(params: Params) -> dict[str, float]:
+    """``params.verdicts.equivalence_margin``, checked against :data:`PREDICTIONS`.
+
+    Raises:
+        ParamsError: a margin for an id the table lacks, or for a prediction that compares something
+            other than counts of units (a margin is a share of units); the message names the key.
+    """
+    margins = dict(params.verdicts.equivalence_margin)
+    specs = {spec.pid: spec for spec in PREDICTIONS}
+    for pid in margins:
+        key = f"verdicts.equivalence_margin.{pid}"
+        if pid not in specs:
+            raise ParamsError(f"no such prediction; the predictions are {', '.join(specs)}: fix the id or remove it",
+                              key)
+        quantities = [QUANTITIES[p.quantity] if isinstance(p.quantity, str) else p.quantity for p in specs[pid].parts]
+        other = [q.name for q in quantities if q.units is None]
+        if other:
+            raise ParamsError(f"{pid} compares {', '.join(other)}, not a count of units, and a margin is a share of "
+                              "units: remove it", key)
+    return margins
 
 
 def check_predictions(params: Params, run: RunResults, *, only: Mapping[str, Quantity] | None = None,
@@ -279,7 +333,11 @@ def check_predictions(params: Params, run: RunResults, *, only: Mapping[str, Qua
 
     Returns:
         One :class:`Prediction` per row whose section is present and whose selectors find models.
+
+    Raises:
+        ParamsError: a bad equivalence margin (:func:`check_margins`).
     """
+    margins = check_margins(params)
     checked = []
     for spec in table:
         if spec.needs is not None and not spec.needs(params):
@@ -289,7 +347,7 @@ def check_predictions(params: Params, run: RunResults, *, only: Mapping[str, Qua
         parts = []
         for part in spec.parts:
             quantity = (only or QUANTITIES)[part.quantity] if isinstance(part.quantity, str) else part.quantity
-            parts += [compare(run, a, b, quantity, part.direction, label)
+            parts += [compare(run, a, b, quantity, part.direction, label, margins.get(spec.pid))
                       for a, b, label in part.models(params, run)]
         if parts:
             checked.append(Prediction(spec, tuple(parts)))

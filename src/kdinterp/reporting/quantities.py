@@ -2,7 +2,9 @@
 
 A :class:`Quantity` is one number of one model at one seed, read from the measures' results
 (:class:`~kdinterp.reporting.results.ModelResult`), with its name, the unit of its differences and
-its format. :data:`QUANTITIES` is the one table of them; the predictions
+its format, and for a count of the dissected layer's units the number of units it is out of (the
+scale of an equivalence margin given as a share of units, ``params.verdicts``). :data:`QUANTITIES`
+is the one table of them; the predictions
 (:mod:`kdinterp.reporting.predictions`) name theirs by key, the dose-response curves draw the ones
 it lists, and the sensitivity bands substitute :func:`detectors_at` for ``detectors``.
 """
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from kdinterp.measures.dissection import sensitivity_key
 from kdinterp.reporting.results import Metric, ModelResult
 
-__all__ = ["QUANTITIES", "Quantity", "detectors_at", "five_band", "mean_best_iou", "object_mass"]
+__all__ = ["QUANTITIES", "Quantity", "calibrated_primary", "detectors_at", "five_band", "mean_best_iou",
+           "object_mass"]
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,24 @@ class Quantity:
         unit: of its differences, e.g. ``pp``.
         fmt: format of its values and differences.
         value: the number of one model at one seed (NaN where the model was not measured).
+        units: for a count of the dissected layer's units (detectors), the number of units it is out
+            of, per model and seed; None for any other quantity (it then has no equivalence margin).
     """
 
     name: str
     unit: str
     fmt: str
     value: Metric
+    units: Metric | None = None
+
+
+def _num_units(m: ModelResult) -> float:
+    return m.dissection.num_units
 
 
 def _detectors_in(category: str) -> Quantity:
-    return Quantity(f"#{category} detectors", "detectors", ".1f", lambda m: m.dissection.detectors.get(category, 0))
+    return Quantity(f"#{category} detectors", "detectors", ".1f", lambda m: m.dissection.detectors.get(category, 0),
+                    _num_units)
 
 
 def _diffroar(m: ModelResult) -> float:
@@ -47,10 +58,19 @@ def _optional(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def calibrated_primary(m: ModelResult) -> float:
+    """The calibrated object + part + scene detector count of the dissection summary
+    (``summary.json`` ``calibrated.primary``); NaN where the summary has none (not calibrated)."""
+    calibrated = getattr(m.dissection.summary, "calibrated", None)
+    return math.nan if calibrated is None else float(calibrated.primary)
+
+
 #: Every quantity a prediction or a curve compares, by key.
 QUANTITIES: dict[str, Quantity] = {
     "top1": Quantity("top-1", "pp", ".2f", lambda m: 100 * m.evaluation.top1),
-    "detectors": Quantity("#detectors", "detectors", ".1f", lambda m: m.dissection.num_detectors),
+    "detectors": Quantity("#detectors", "detectors", ".1f", lambda m: m.dissection.num_detectors, _num_units),
+    "calibrated_primary": Quantity("#detectors (calibrated, object + part + scene)", "detectors", ".1f",
+                                   calibrated_primary, _num_units),
     "object": _detectors_in("object"),
     "scene": _detectors_in("scene"),
     "entropy": Quantity("within-class entropy (a)", "nats", ".4f", lambda m: m.similarity.within_class_entropy),
@@ -79,7 +99,7 @@ def detectors_at(basis: str, quantile: float, iou_threshold: float) -> Quantity:
     """The detector count of one tally of ``sensitivity.csv`` (basis ``unit`` or ``rotated``) at one setting."""
     key = sensitivity_key(basis, quantile, iou_threshold)
     return Quantity(f"#detectors ({basis} basis, q {quantile:g}, IoU {iou_threshold:g})", "detectors", ".1f",
-                    lambda m: m.dissection.sensitivity[key][0])
+                    lambda m: m.dissection.sensitivity[key][0], _num_units)
 
 
 def mean_best_iou(quantile: float) -> Quantity:

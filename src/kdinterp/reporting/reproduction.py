@@ -1,5 +1,7 @@
 """``REPRODUCTION.md``: what was run, the results per model and per seed, and the paper's predictions.
 
+The control ladder comes first (:mod:`kdinterp.reporting.ladder`): when the detector count fails its
+controls, the predictions on detector counts are listed with their numbers but reported as not judged.
 The predictions and their verdicts come from :mod:`kdinterp.reporting.predictions`; the controls, the
 sensitivity bands and the probe-set spread from :mod:`kdinterp.reporting.robustness`. Every number comes
 from the run; the paper's are shown beside them as targets.
@@ -14,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from kdinterp.core import statistics
+from kdinterp.core import power, statistics
 from kdinterp.core.params import DistilledParams, Params
 from kdinterp.core.study import FIG1_FILE, PER_CATEGORY_FILE
 from kdinterp.reporting.paper import (
@@ -25,12 +27,15 @@ from kdinterp.reporting.paper import (
     ROLE_LABELS,
     STUDENT_ROLES,
 )
-from kdinterp.reporting.predictions import Prediction, check_predictions, count_verdicts
+from kdinterp.reporting.ladder import FAILED, Ladder, instrument_ladder, ladder_section
+from kdinterp.reporting.predictions import Prediction, check_margins, check_predictions, count_verdicts
 from kdinterp.reporting.results import Metric, ModelResult, RunResults
 from kdinterp.reporting.robustness import controls_section, markdown_table, probe_section, sensitivity_section
 
-__all__ = ["reproduction_markdown"]
+__all__ = ["NOT_JUDGED", "reproduction_markdown"]
 
+#: The verdict shown for a prediction on detector counts when the control ladder failed.
+NOT_JUDGED = "not judged: instrument failed its controls"
 
 
 def _method(spec: DistilledParams) -> str:
@@ -159,15 +164,48 @@ def _per_seed_section(run: RunResults) -> str:
                       markdown_table(header, rows)])
 
 
-def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
+def _verdict(p: Prediction, failed: bool) -> str:
+    return NOT_JUDGED if failed and p.reads_detectors else p.verdict
+
+
+def _power_paragraph(params: Params, run: RunResults, ladder: Ladder | None) -> str:
+    """Seeds needed per margin, from the between-seed sd of a control difference (not of the compared models)."""
+    margins = check_margins(params)
+    if not margins:
+        return "No equivalence margins in params (`verdicts.equivalence_margin`): no prediction can be *equivalent*."
+    sources = [(label, c) for rung in (ladder.criteria if ladder else ()) for label, c in rung.comparisons
+               if "shuffled" in label or "untrained" in label]
+    sources.sort(key=lambda item: "shuffled" not in item[0])  # two trained students first: the closer stand-in
+    usable = [(label, c) for label, c in sources if c.n >= 2 and c.interval.sd > 0]
+    if not usable:
+        return ("Seeds needed per margin: not computed (no control difference with two or more seeds and a non-zero "
+                "sd in the control ladder).")
+    label, c = usable[0]
+    units = run.by_role("scratch")[0].dissection.num_units
+    target = params.verdicts.power
+    sd, deltas = c.interval.sd, {pid: share * units for pid, share in margins.items()}
+    parts = [f"{pid} (\u03b4 = {delta:.1f} detectors): {power.seeds_to_detect(sd, delta, target)} to detect a "
+             f"difference of \u03b4, {power.seeds_for_equivalence(sd, delta, target)} to show equivalence within "
+             "\u03b4 when the true difference is 0" for pid, delta in deltas.items()]
+    return (f"Seeds needed for {100 * target:g}% power (`verdicts.power`; `kdinterp.core.power`), planned with the "
+            f"between-seed sd of {label} ({c.interval.sd:.2f} detectors, n = {c.n}), a control difference rather "
+            f"than the compared models' own: " + "; ".join(parts) + ".")
+
+
+def _predictions_section(params: Params, predictions: list[Prediction], run: RunResults,
+                         ladder: Ladder | None) -> str:
     """Predictions of research/paper.md §7 with the paper's values, ours (mean difference, 95% CI), n, a verdict."""
-    rows = [[p.pid, p.claim, f"{p.paper} {p.evidence}", p.ours, p.n, f"**{p.verdict}**"] for p in predictions]
-    details = [[p.pid, part.label, part.quantity.name, part.mean(), part.ci(), str(part.comparison.n),
-                part.comparison.verdict] for p in predictions for part in p.parts]
+    failed = ladder is not None and ladder.status == FAILED
+    rows = [[p.pid, p.claim, f"{p.paper} {p.evidence}", p.ours, p.n, f"**{_verdict(p, failed)}**"] for p in predictions]
+    details = [[p.pid, part.label, part.quantity.name, part.mean(), part.ci(), part.tost(), part.margin(),
+                str(part.comparison.n), NOT_JUDGED if failed and p.reads_detectors else part.comparison.verdict]
+               for p in predictions for part in p.parts]
+    judged = [p.verdict for p in predictions if not (failed and p.reads_detectors)]
+    skipped = len(predictions) - len(judged)
+    count = ", ".join(x for x in (count_verdicts(judged), f"{skipped} {NOT_JUDGED}" if skipped else "") if x)
     return "\n".join([
         "## Paper predictions (research/paper.md \u00a77)", "",
-        f"Of {len(predictions)} predictions in this run (n = {len(run.seeds)} seeds per student): "
-        f"{count_verdicts([p.verdict for p in predictions])}.", "",
+        f"Of {len(predictions)} predictions in this run (n = {len(run.seeds)} seeds per student): {count}.", "",
         "Reproduce every row: `make repro` with this run's params.yaml (P1-P7, P12 and P14 need only the default; P8-P11 "
         "appear when the models exist: `make repro PROFILE=all_students`, or `PROFILE=dose_response` for P8, "
         "P9); `dvc repro figures` redraws this report from `outputs/`.", "",
@@ -175,14 +213,20 @@ def _predictions_section(predictions: list[Prediction], run: RunResults) -> str:
         "d_s = a_s \u2212 b_s between two models trained with seed s (a teacher, trained once, is compared "
         "against each seed); the interval is mean(d) \u00b1 t(0.975, n \u2212 1) \u00b7 sd(d) / \u221an. "
         "**holds**: the interval excludes 0 in the paper's direction; **contradicted**: it excludes 0 in the "
-        "other direction; **inconclusive**: it contains 0, or n < 2. Orderings (P5, P7) and trends (P8) are "
-        "checked pair by pair (adjacent pairs): they hold only if every pair holds and are contradicted if any "
-        "pair is; P11 likewise over every student and both measures. The paper's column holds its values, "
-        "not ours.", "",
+        "other direction; **equivalent**: neither, and the 90% interval mean(d) \u00b1 t(0.95, n \u2212 1) "
+        "\u00b7 sd(d) / \u221an lies inside \u00b1\u03b4, a margin pre-registered in params "
+        "(`verdicts.equivalence_margin`, a share of the layer's units: half the paper's effect) \u2014 two one-sided "
+        "tests at 0.05 (TOST, Schuirmann 1987): the difference is shown smaller than \u03b4; **inconclusive**: "
+        "none of these, or n < 2. A prediction without a margin is never equivalent. Orderings (P5, P7) and trends "
+        "(P8) are checked pair by pair (adjacent pairs): they hold only if every pair holds, are contradicted if any "
+        "pair is, and are equivalent if no pair is contradicted and some pair is equivalent; P11 likewise over every "
+        "student and both measures. The paper's column holds its values, not ours.", "",
+        _power_paragraph(params, run, ladder), "",
         markdown_table(["ID", "prediction", f"{PAPER_LABEL} [evidence]", "this run: mean difference [95% CI]", "n",
                 "verdict"], rows),
         "", "### Every paired comparison", "",
-        markdown_table(["ID", "difference", "measure", "mean", "95% CI", "n", "verdict"], details),
+        markdown_table(["ID", "difference", "measure", "mean", "95% CI", "90% CI (TOST)", "margin \u03b4", "n",
+                        "verdict"], details),
     ])
 
 
@@ -296,8 +340,8 @@ def _t975(n: int) -> float:
 def reproduction_markdown(params: Params, run: RunResults) -> str:
     """The text of ``REPRODUCTION.md``.
 
-    Sections: header (data, models, seeds, dissection, validation), results per model (mean ± sd
-    over seeds, n), results per (model, seed), predictions (P1-P7, and P8-P11 if checked: paper
+    Sections: header (data, models, seeds, dissection, validation), the control ladder (pass, fail
+    or missing per rung), results per model (mean ± sd over seeds, n), results per (model, seed), predictions (P1-P7, and P8-P11 if checked: paper
     value, mean difference and 95% CI, n, verdict; then every paired comparison), controls,
     sensitivity bands and the probe-set spread (:mod:`kdinterp.reporting.robustness`), the environment that
     produced the models, caveats.
@@ -310,9 +354,13 @@ def reproduction_markdown(params: Params, run: RunResults) -> str:
         Markdown text ending with a newline.
     """
     predictions = check_predictions(params, run)
-    sections = [_header_section(params, run), _per_model_section(run), _per_seed_section(run),
-                _predictions_section(predictions, run), controls_section(run), sensitivity_section(params, run),
+    ladder = instrument_ladder(params, run)
+    failed = ladder is not None and ladder.status == FAILED
+    sections = [_header_section(params, run), ladder_section(ladder), _per_model_section(run), _per_seed_section(run),
+                _predictions_section(params, predictions, run, ladder), controls_section(run),
+                sensitivity_section(params, run, note="The instrument failed its controls (control ladder, above): these "
+                                    "verdicts are not judged; they are shown only to locate flips." if failed else ""),
                 probe_section(run), _environment_section(run), _caveats_section(params, run)]
     if params.saliency is not None:
-        sections.insert(4, _saliency_section(params, run))
+        sections.insert(5, _saliency_section(params, run))
     return "\n\n".join(sections) + "\n"

@@ -116,8 +116,9 @@ def sensitivity_verdicts(params: Params, run: RunResults, detectors: Quantity) -
     return {p.pid: p.verdict for p in check_predictions(params, run, only={"detectors": detectors})}
 
 
-def sensitivity_section(params: Params, run: RunResults) -> str:
-    """The detector predictions over the (quantile, IoU threshold) grid and on the mean best IoU."""
+def sensitivity_section(params: Params, run: RunResults, note: str = "") -> str:
+    """The detector predictions over the (quantile, IoU threshold) grid and on the mean best IoU; ``note``
+    is printed under the title (e.g. that the instrument failed its controls)."""
     quantiles, thresholds = sensitivity_grid(run)
     if not quantiles:
         return "## Sensitivity of the detector verdicts\n\nNo sensitivity tables in this run."
@@ -144,7 +145,7 @@ def sensitivity_section(params: Params, run: RunResults) -> str:
                f"params' setting, where {at_params}): " + "; ".join(flips[:12]) + ("; \u2026" if len(flips) > 12 else "")
                + ".")
     return "\n".join([
-        "## Sensitivity of the detector verdicts", "",
+        "## Sensitivity of the detector verdicts", "", *([f"**{note}**", ""] if note else []),
         "The detector predictions (" + ", ".join(f"{pid}: {claims[pid]}" for pid in main) + ") depend on two free "
         "choices of Network Dissection: the activation quantile that sets each unit's threshold and the IoU a "
         "detector needs. Below, the same paired t-interval verdicts over seeds at every setting of the grid "
