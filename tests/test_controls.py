@@ -34,7 +34,7 @@ def _raw(folders: dict[str, Path]) -> dict:
     raw["data"].update(train_dir=str(folders["train"]), val_dir=str(folders["val"]), world_file=None, image_size=16)
     use_tiny_recipe(raw, TINY)
     raw["student_recipe"]["snapshot_epochs"] = [1, 2]
-    raw["controls"]["scratch_epoch4"]["epoch"] = 2
+    raw["controls"]["scratch_epoch2"]["epoch"] = 2
     raw["seeds"] = [3, 4]
     return raw
 
@@ -155,7 +155,7 @@ def _record_epochs(monkeypatch, fail_at: int | None = None) -> list[dict[str, to
 def test_snapshot_control_is_the_scratch_run_at_that_epoch(tiny_folders, tmp_path: Path, monkeypatch) -> None:
     params, layout = _params(_raw(tiny_folders)), study.Layout(tmp_path)
     after = _record_epochs(monkeypatch)
-    scratch, control = study.find(params, "scratch", 3), study.find(params, "scratch_epoch4", 3)
+    scratch, control = study.find(params, "scratch", 3), study.find(params, "scratch_epoch2", 3)
     assert control.source == scratch and control.recipe.epoch == 2
     training.train(params, scratch, layout)
     assert len(after) == 3
@@ -193,13 +193,14 @@ def test_a_resumed_run_writes_the_same_snapshots(tiny_folders, tmp_path: Path, m
 def test_snapshot_control_without_its_snapshot_names_the_stage(tiny_folders, tmp_path: Path) -> None:
     params, layout = _params(_raw(tiny_folders)), study.Layout(tmp_path)
     with pytest.raises(CheckpointError, match=re.escape("run stage train_student@scratch-3")):
-        training.train(params, study.find(params, "scratch_epoch4", 3), layout)
+        training.train(params, study.find(params, "scratch_epoch2", 3), layout)
 
 
 def test_students_with_no_snapshot_epochs_write_an_empty_folder(tiny_folders, tmp_path: Path) -> None:
     raw = _raw(tiny_folders)
     raw["student_recipe"].update(snapshot_epochs=[], optim={**TINY["optim"], "epochs": 1})
-    del raw["controls"]["scratch_epoch4"]
+    for name in [n for n, spec in raw["controls"].items() if spec and spec.get("init") == "snapshot"]:
+        del raw["controls"][name]
     params, layout = _params(raw), study.Layout(tmp_path)
     scratch = study.find(params, "scratch", 3)
     stale = layout.snapshot(scratch, 5)
@@ -229,15 +230,15 @@ _DELETE = object()
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("controls.scratch_epoch4.student", _DELETE, "controls.scratch_epoch4.student: init 'snapshot' needs the student"),
-    ("controls.scratch_epoch4.epoch", _DELETE, "controls.scratch_epoch4.epoch: init 'snapshot' needs the student"),
+    ("controls.scratch_epoch2.student", _DELETE, "controls.scratch_epoch2.student: init 'snapshot' needs the student"),
+    ("controls.scratch_epoch2.epoch", _DELETE, "controls.scratch_epoch2.epoch: init 'snapshot' needs the student"),
     ("controls.random_init.student", "scratch", "controls.random_init.student: is only for init 'snapshot'"),
     ("controls.random_init.epoch", 2, "controls.random_init.epoch: is only for init 'snapshot'"),
-    ("controls.scratch_epoch4.epoch", 0, "controls.scratch_epoch4.epoch: must be >= 1, got 0"),
-    ("controls.scratch_epoch4.epoch", 3, "controls.scratch_epoch4.epoch: 3 is not in student_recipe.snapshot_epochs "
+    ("controls.scratch_epoch2.epoch", 0, "controls.scratch_epoch2.epoch: must be >= 1, got 0"),
+    ("controls.scratch_epoch2.epoch", 3, "controls.scratch_epoch2.epoch: 3 is not in student_recipe.snapshot_epochs "
                                          "[1, 2]; add it there"),
-    ("controls.scratch_epoch4.student", "kd", "controls.scratch_epoch4.student: 'kd' is not one of students"),
-    ("controls.scratch_epoch4.init", "trained", "controls.scratch_epoch4.init"),
+    ("controls.scratch_epoch2.student", "kd", "controls.scratch_epoch2.student: 'kd' is not one of students"),
+    ("controls.scratch_epoch2.init", "trained", "controls.scratch_epoch2.init"),
     ("controls.random_init_bn.batchnorm", "recomputed", "controls.random_init_bn.batchnorm"),
     ("student_recipe.snapshot_epochs", [2, 1], "student_recipe.snapshot_epochs: must be increasing and unique"),
     ("student_recipe.snapshot_epochs", [2, 4], "student_recipe.snapshot_epochs: 4 is after the last epoch "
@@ -257,5 +258,5 @@ def test_default_params_have_the_ladder_and_keep_the_paper_roles() -> None:
     assert dict(params.paper_models) == {"teacher": "teacher", "scratch": "scratch", "ls": "ls", "kd": "kd"}
     controls = {m.name: m for m in study.models(params) if m.group.section == "controls" and m.seed == 0}
     assert [controls[n].recipe.batchnorm for n in ("random_init", "random_init_bn")] == ["as_is", "recalibrated"]
-    assert controls["scratch_epoch4"].source.key == "scratch-0"
+    assert controls["scratch_epoch2"].source.key == "scratch-0"
     assert params.students["shuffled"].shuffle_labels and not params.students["scratch"].shuffle_labels

@@ -46,7 +46,7 @@ OVERRIDES = {"seeds": [0],
 #: Models the test drops: each adds a train, an evaluate and a dissect stage, 40-60 s on 2 shared cores
 #: (each stage's `kdinterp` spends 7-19 s importing torch and torchvision). Students trained from labels
 #: and controls run the same stage code as the KD student (tests/test_end_to_end.py covers every group).
-DROPPED = {"students": ["scratch", "ls", "shuffled"], "controls": ["random_init", "random_init_bn", "scratch_epoch4"],
+DROPPED = {"students": ["scratch", "ls", "shuffled"], "controls": ["random_init", "random_init_bn", "scratch_epoch2", "scratch_epoch4"],
            "paper_models": ["scratch", "ls"]}
 LABELS = {1: ("red", "color"), 2: ("dog", "object"), 3: ("leg", "part"), 4: ("wood", "material"),
           5: ("street", "scene"), 6: ("striped", "texture")}

@@ -39,8 +39,9 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
     models = study.models(params)
     keys = [m.key for m in models]
     seeds = list(params.seeds)
-    assert keys == ["teacher", *[f"{name}-{seed}" for seed in seeds for name in (
-        "scratch", "ls", "shuffled", "kd", "random_init", "random_init_bn", "scratch_epoch4")]]
+    per_seed = [*params.students, *params.distilled, *params.self_distilled, *params.controls]
+    assert keys == [*params.teachers, *[f"{name}-{seed}" for seed in seeds for name in per_seed]]
+    assert len(keys) == len(params.teachers) + len(seeds) * len(per_seed) and len(set(keys)) == len(keys)
     kd = study.find(params, "kd", seeds[-1])
     assert kd.teacher == study.find(params, "teacher")
     assert kd.teacher.seed == params.teachers["teacher"].seed

@@ -60,12 +60,18 @@ def init_project(root: Path, env: dict[str, str] | None = None) -> Path:
 
 def use_tiny_recipe(params: dict, recipe: dict | None = None) -> dict:
     """Give the parameter mapping ``params`` the tiny student recipe (``recipe``, default ``TINY_MODEL``: one epoch),
-    snapshots after epoch 1, and every control of ``init: snapshot`` at epoch 1 (the default's epoch 4 is
-    past a one-epoch recipe). Returns ``params``, changed in place."""
+    snapshots after epoch 1, and one control of ``init: snapshot`` (the first), at epoch 1 (the default's epochs
+    are past a one-epoch recipe); the others are dropped, here and in ``instrument.controls.snapshots``.
+    Returns ``params``, changed in place."""
     params["student_recipe"] = {**(recipe or TINY_MODEL), "snapshot_epochs": [1]}
-    for spec in params.get("controls", {}).values():
-        if spec and spec.get("init") == "snapshot":
-            spec["epoch"] = 1
+    controls = params.get("controls", {})
+    snapshots = [name for name, spec in controls.items() if spec and spec.get("init") == "snapshot"]
+    for name in snapshots[1:]:
+        del controls[name]
+    if snapshots:
+        controls[snapshots[0]]["epoch"] = 1
+    if (params.get("instrument") or {}).get("controls"):
+        params["instrument"]["controls"]["snapshots"] = snapshots[:1]
     return params
 
 

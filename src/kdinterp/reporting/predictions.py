@@ -31,8 +31,14 @@ from kdinterp.reporting.quantities import QUANTITIES, Quantity, five_band, objec
 from kdinterp.reporting.results import RunResults
 from kdinterp.training.methods import feature_methods
 
-__all__ = ["P12_METHOD", "PREDICTIONS", "Part", "PartSpec", "Prediction", "PredictionSpec", "check_margins",
+__all__ = ["ENDPOINT", "P12_METHOD", "PREDICTIONS", "Part", "PartSpec", "Prediction", "PredictionSpec", "check_margins",
            "check_predictions", "compare", "count_verdicts"]
+
+#: The quantity name of the detector predictions (P2, P4, P5, P8a, P9, P10, P11): the pre-registered
+#: primary endpoint, ``params.instrument.endpoint`` (the fixed-threshold count ``detectors`` without an
+#: ``instrument`` section, and in the sensitivity bands, which re-judge the paper's fixed-threshold rule).
+ENDPOINT = "endpoint"
+
 
 #: The saliency method of P12. The paper does not say which it used (research/paper.md §4.2,
 #: [NOT FOUND]); Grad-CAM is fixed here before any result: Tjoa & Guan introduce a CAM variant
@@ -149,13 +155,13 @@ PREDICTIONS: tuple[PredictionSpec, ...] = (
     PredictionSpec("P1", "acc(f_KD) > acc(f_scratch)", f"{_A['kd']:.2f}% vs {_A['scratch']:.2f}%", "[FIG1]",
                    (PartSpec("top1", roles("kd", "scratch"), +1),)),
     PredictionSpec("P2", "#det(f_KD) > #det(f_scratch)", f"{_D['kd']} vs {_D['scratch']}", "[FIG1]",
-                   (PartSpec("detectors", roles("kd", "scratch"), +1),)),
+                   (PartSpec(ENDPOINT, roles("kd", "scratch"), +1),)),
     PredictionSpec("P3", "acc(f_LS) > acc(f_scratch)", f"{_A['ls']:.2f}% vs {_A['scratch']:.2f}%", "[FIG1]",
                    (PartSpec("top1", roles("ls", "scratch"), +1),)),
     PredictionSpec("P4", "#det(f_LS) < #det(f_scratch)", f"{_D['ls']} vs {_D['scratch']}", "[FIG1]",
-                   (PartSpec("detectors", roles("ls", "scratch"), -1),)),
+                   (PartSpec(ENDPOINT, roles("ls", "scratch"), -1),)),
     PredictionSpec("P5", "#det: KD > scratch > LS", f"{_D['kd']} > {_D['scratch']} > {_D['ls']}", "[FIG1]",
-                   _ordering("detectors")),
+                   _ordering(ENDPOINT)),
     PredictionSpec("P6a", "#object detectors: KD > scratch", _DIRECTION, "[BLOG]",
                    (PartSpec("object", roles("kd", "scratch"), +1),)),
     PredictionSpec("P6b", "#object detectors: LS < scratch", _DIRECTION, "[BLOG]",
@@ -167,18 +173,18 @@ PREDICTIONS: tuple[PredictionSpec, ...] = (
     PredictionSpec("P7b", "within-class entropy (b: non-target classes, renormalised): KD > scratch > LS",
                    "same numbers; the paper's formula is unknown", "[SUM][INF]", _ordering("nontarget_entropy")),
     PredictionSpec("P8a", "KD from an LS teacher: #det increases with T", "trend only", "[SUM]",
-                   (PartSpec("detectors", temperature_trend, +1),)),
+                   (PartSpec(ENDPOINT, temperature_trend, +1),)),
     PredictionSpec("P8b", "KD from an LS teacher: top-1 decreases with T", "trend only", "[SUM]",
                    (PartSpec("top1", temperature_trend, -1),)),
     PredictionSpec("P9", "#det(KD from LS teacher, lowest T) < #det(f_KD)", "not stated numerically", "[INF]",
-                   (PartSpec("detectors", lowest_temperature_vs("kd"), -1),)),
+                   (PartSpec(ENDPOINT, lowest_temperature_vs("kd"), -1),)),
     *(PredictionSpec(f"P10-{m}", f"#det({m.upper()} + logit KD) > #det({m.upper()})",
                      (f"\u2248{PAPER_FEATURE_DETECTORS[m][1]} vs \u2248{PAPER_FEATURE_DETECTORS[m][0]}"
                       if m in PAPER_FEATURE_DETECTORS else "n/a"), "[BAR]",
-                     (PartSpec("detectors", feature_pair(m), +1),)) for m in feature_methods()),
+                     (PartSpec(ENDPOINT, feature_pair(m), +1),)) for m in feature_methods()),
     PredictionSpec("P11", "every KD method: top-1 and #det > f_scratch", f"e.g. 282-313 vs {_D['scratch']}",
                    "[BAR][SUM]", (PartSpec("top1", distilled_vs("scratch"), +1),
-                                  PartSpec("detectors", distilled_vs("scratch"), +1))),
+                                  PartSpec(ENDPOINT, distilled_vs("scratch"), +1))),
     PredictionSpec("P12", f"five-band scores ({P12_METHOD}): pixel accuracy KD > scratch, FPR KD < scratch",
                    _DIRECTION, "[BLOG]", (PartSpec(five_band(P12_METHOD, "pixel_acc"), roles("kd", "scratch"), +1),
                                           PartSpec(five_band(P12_METHOD, "fpr"), roles("kd", "scratch"), -1)),
@@ -311,12 +317,22 @@ def check_margins(params: Params) -> dict[str, float]:
         if pid not in specs:
             raise ParamsError(f"no such prediction; the predictions are {', '.join(specs)}: fix the id or remove it",
                               key)
-        quantities = [QUANTITIES[p.quantity] if isinstance(p.quantity, str) else p.quantity for p in specs[pid].parts]
+        names = [_resolve(p.quantity, params, None) for p in specs[pid].parts]
+        quantities = [QUANTITIES[name] if isinstance(name, str) else name for name in names]
         other = [q.name for q in quantities if q.units is None]
         if other:
             raise ParamsError(f"{pid} compares {', '.join(other)}, not a count of units, and a margin is a share of "
                               "units: remove it", key)
     return margins
+
+
+def _resolve(quantity: str | Quantity, params: Params, only: Mapping[str, Quantity] | None) -> str | Quantity:
+    """A part's quantity name with :data:`ENDPOINT` replaced by the quantity it stands for."""
+    if quantity != ENDPOINT:
+        return quantity
+    if only is not None or params.instrument is None:
+        return "detectors"
+    return params.instrument.endpoint
 
 
 def check_predictions(params: Params, run: RunResults, *, only: Mapping[str, Quantity] | None = None,
@@ -328,7 +344,7 @@ def check_predictions(params: Params, run: RunResults, *, only: Mapping[str, Qua
         run: its results.
         only: check only the predictions whose parts all use quantities that are keys here, with
             those quantities substituted (the sensitivity bands re-judge the detector predictions
-            with ``{"detectors": detectors_at(...)}``).
+            with ``{"detectors": detectors_at(...)}``; :data:`ENDPOINT` is ``detectors`` then).
         table: the predictions (default :data:`PREDICTIONS`).
 
     Returns:
@@ -339,14 +355,16 @@ def check_predictions(params: Params, run: RunResults, *, only: Mapping[str, Qua
     """
     margins = check_margins(params)
     checked = []
+    lookup = only or QUANTITIES
     for spec in table:
         if spec.needs is not None and not spec.needs(params):
             continue
-        if only is not None and not all(isinstance(p.quantity, str) and p.quantity in only for p in spec.parts):
+        names = [_resolve(p.quantity, params, only) for p in spec.parts]
+        if only is not None and not all(isinstance(name, str) and name in only for name in names):
             continue
         parts = []
-        for part in spec.parts:
-            quantity = (only or QUANTITIES)[part.quantity] if isinstance(part.quantity, str) else part.quantity
+        for part, name in zip(spec.parts, names, strict=True):
+            quantity = lookup[name] if isinstance(name, str) else name
             parts += [compare(run, a, b, quantity, part.direction, label, margins.get(spec.pid))
                       for a, b, label in part.models(params, run)]
         if parts:
