@@ -208,9 +208,14 @@ def test_valid_probe_set_dissects_with_every_output_and_a_calibrated_summary(val
         assert dissection.MEASURE.path(layout, teacher, output).is_file(), output.name
     summary = dissection.DissectionSummary.read(dissection.MEASURE.path(layout, teacher, dissection.SUMMARY), "dissect")
     table = pd.read_csv(dissection.MEASURE.path(layout, teacher, dissection.CALIBRATED), keep_default_na=False)
-    assert summary.calibrated is not None and summary.calibrated.permutations == 9999
-    assert tuple(table.columns) == dissection.CALIBRATED_COLUMNS and len(table) == summary.num_units
-    assert summary.calibrated.detectors == table["detector"].sum() == (
+    assert summary.calibrated is not None and summary.calibrated.permutations == load_params(params).dissection.calibrated.permutations
+    splits = summary.calibrated.splits
+    assert tuple(table.columns) == dissection.CALIBRATED_COLUMNS
+    assert set(table["basis"]) <= {"unit", "rotated"}
+    table = table[table["basis"] == "unit"]
+    assert len(table) == splits * summary.num_units
+    assert sorted(set(table["split"])) == list(range(splits))  # seeds split_seed (0), 1, ...
+    assert summary.calibrated.detectors == table["detector"].sum() / splits == (
         summary.calibrated.primary + summary.calibrated.low_level)
 
 

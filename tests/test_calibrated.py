@@ -202,3 +202,38 @@ def test_summary_round_trips_with_and_without_the_calibrated_record():
                                    low_level=1, per_category={"object": 1, "color": 1}, unique_concepts=2)
     full = DissectionSummary(**{**base.__dict__, "calibrated": calibrated})
     assert DissectionSummary.from_json(full.to_json(), "summary.json", "dissect") == full
+
+
+def test_per_split_options_seed_consecutive_splits() -> None:
+    from kdinterp.dissection.calibrated import CalibratedOptions
+
+    options = CalibratedOptions(split_seed=3, splits=4)
+    assert [o.split_seed for o in options.per_split()] == [3, 4, 5, 6]
+    assert all(o.splits == 1 and o.fdr == options.fdr for o in options.per_split())
+    with pytest.raises(ValueError, match="splits"):
+        CalibratedOptions(splits=0)
+
+
+def test_summary_counts_are_means_over_the_splits() -> None:
+    """Two splits with 2 and 1 detectors (object + color, then object): means 1.5, primary 1.0, low-level 0.5."""
+    from kdinterp.dissection.calibrated import CalibratedOptions, CalibratedResult
+    from kdinterp.measures.dissection import CalibratedParams
+    from kdinterp.measures.dissection.compute import calibrated_summary, calibrated_table
+
+    categories, names = ("object", "color"), ("-", "dog", "red")
+
+    def result(seed: int, detector: list[bool]) -> CalibratedResult:
+        n = len(detector)
+        zeros = np.zeros(n)
+        return CalibratedResult(concept=np.array([1, 2, 1]), category=np.array([0, 1, 0]), iou_a=zeros, iou_b=zeros,
+                                intersection_b=zeros, null_mean=zeros, null_sd=zeros, z=zeros, p=zeros, q=zeros,
+                                detector=np.array(detector), images_b=np.zeros(n, dtype=np.int64),
+                                split=(np.array([0]), np.array([1])), options=CalibratedOptions(split_seed=seed))
+
+    results = (result(0, [True, True, False]), result(1, [True, False, False]))
+    spec = CalibratedParams(primary_categories=("object",), splits=2)
+    summary = calibrated_summary(results, spec, names, categories)
+    assert (summary.detectors, summary.primary, summary.low_level, summary.splits) == (1.5, 1.0, 0.5, 2)
+    assert summary.per_category == {"object": 1.0, "color": 0.5} and summary.unique_concepts == 1.5
+    table = calibrated_table(results, names, categories)
+    assert list(table["split"]) == [0, 0, 0, 1, 1, 1] and table["detector"].sum() == 3

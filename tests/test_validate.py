@@ -262,7 +262,8 @@ def test_summary_with_a_calibrated_record_or_null_passes(model_dir: Path, calibr
     summary = json.loads(path.read_text())
     record = {"fdr": 0.05, "permutations": 9999, "null": "permutation", "split_seed": 0, "min_iou": 0.0,
               "primary_categories": ["object", "part", "scene"], "detectors": 3, "primary": 2, "low_level": 1,
-              "per_category": {c: int(c in ("object", "part", "color")) for c in CATEGORIES}, "unique_concepts": 3}
+              "per_category": {c: int(c in ("object", "part", "color")) for c in CATEGORIES}, "unique_concepts": 3,
+              "splits": 5}
     if calibrated == "broken":
         del record["per_category"]["color"]
     summary["calibrated"] = None if calibrated == "null" else record

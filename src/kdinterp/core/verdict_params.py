@@ -80,12 +80,15 @@ class InstrumentParams:
     ``endpoint``: the per-model, per-seed number the ladder judges, a key of
     :data:`kdinterp.reporting.quantities.QUANTITIES` (checked when the ladder is built);
     ``controls``: which models play each rung; ``criteria``: when a rung passes. When a criterion
-    fails, REPRODUCTION.md reports the detector predictions as not judged.
+    fails, REPRODUCTION.md reports the detector predictions as not judged. ``frozen_commit``: the
+    git commit that froze the design, the endpoint and the margins before the first KD or LS run on
+    them (docs/instrument.md); REPRODUCTION.md names it (None: not frozen, and it says so).
     """
 
     endpoint: str
     controls: InstrumentControls
     criteria: InstrumentCriteria
+    frozen_commit: str | None = None
 
     def __post_init__(self) -> None:
         require(bool(self.endpoint.strip()), "endpoint", "name a quantity, e.g. calibrated_primary")

@@ -45,7 +45,7 @@ K image-level label slots per image, L + 1 labels (0 = unlabelled), C categories
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -71,6 +71,9 @@ class CalibratedOptions:
         permutations: R for ``null="permutation"`` (the smallest p-value is ``1 / (R + 1)``).
         null: ``permutation`` (Monte Carlo) or ``normal`` (Hoeffding's moments, normal tail).
         min_iou: a detector must also reach this IoU on B (0: significance alone).
+        splits: the test is run on this many splits, seeded ``split_seed``, ``split_seed + 1``, ...
+            (:meth:`per_split`); a count is then the mean over the splits (repeated sample splitting,
+            which averages out the probe-set noise of one split).
 
     Raises:
         ValueError: a value outside its range or an unknown ``null``.
@@ -78,11 +81,18 @@ class CalibratedOptions:
 
     fdr: float = 0.05
     split_seed: int = 0
-    permutations: int = 9999
+    permutations: int = 4999
     null: Null = "permutation"
     min_iou: float = 0.0
+    splits: int = 1
+
+    def per_split(self) -> tuple[CalibratedOptions, ...]:
+        """The options of each split: ``splits`` copies with ``split_seed`` + 0, 1, ... and ``splits`` 1."""
+        return tuple(replace(self, split_seed=self.split_seed + k, splits=1) for k in range(self.splits))
 
     def __post_init__(self) -> None:
+        if self.splits < 1:
+            raise ValueError(f"splits must be >= 1, got {self.splits}")
         if self.null not in ("permutation", "normal"):
             raise ValueError(f"null must be 'permutation' or 'normal', got {self.null!r}")
         if self.permutations < 1:
@@ -281,8 +291,11 @@ class CalibratedCollector:
         self._units.append(torch.stack([image, part.pair_unit[part.pixel_pair], part.pixel]).int())
         label = self.tally_a.label_map[labels.planes]                                     # (b, P, S)
         row, _, pixel = torch.nonzero(label, as_tuple=True)
-        triples = torch.stack([label[label > 0], images[row], pixel]).unique(dim=1)      # a label in two planes: once
-        self._labels.append(triples.int())
+        # a label in two planes counts once: unique (label, row, pixel) keys, as one int64 each (fast 1-D unique)
+        size, rows = active.num_pixels, len(images)
+        key = torch.unique((label[label > 0].long() * rows + row) * size + pixel)
+        found, pixel = key // size, key % size
+        self._labels.append(torch.stack([found // rows, images[found % rows], pixel]).int())
         row, slot = torch.nonzero(labels.scalars, as_tuple=True)
         self._scalars.append(torch.stack([images[row], labels.scalars[row, slot]]).int())
 

@@ -16,7 +16,7 @@ from kdinterp.core.errors import NonFiniteError
 from kdinterp.core.progress import progress_bar
 from kdinterp.dissection.activations import ActivationStorage, ActivationStore
 from kdinterp.dissection.broden import BrodenDataset, collate_broden
-from kdinterp.dissection.calibrated import CalibratedCollector, CalibratedOptions, split_halves
+from kdinterp.dissection.calibrated import CalibratedCollector, CalibratedOptions, CalibratedResult, split_halves
 from kdinterp.dissection.tables import DissectionResult, summary, tally_table, units_table
 from kdinterp.dissection.tally import ActivationRule, Tally
 from kdinterp.dissection.thresholds import TopQuantile
@@ -93,19 +93,21 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
     size = (dataset.broden.rows[0].sh, dataset.broden.rows[0].sw)
     views = [Variant("unit", quantile), *variants]
     forward = _Forward(model, batch_transform, device)
-    collector = None
+    collectors: dict[int, list[CalibratedCollector]] = {}   # view index -> one collector per split
     with retain_layer(model, layer) as forward.retained, \
             ActivationStore(activations, len(dataset), activation_memory_bytes, scratch_dir) as kept:
         thresholds, top = _first_pass(forward, dataset, views, top_images,
                                       _loader(dataset, batch_size, num_workers, segmentation=False), kept)
-        if calibrated is not None:
-            collector = CalibratedCollector(len(dataset), len(thresholds[0]), dataset.broden.label_category,
-                                            len(dataset.broden.categories),
-                                            split_halves(len(dataset), calibrated.split_seed))
+        if calibrated is not None:  # the main view and the rotated one; per split: seeds split_seed, split_seed + 1, ...
+            for index in _calibrated_views(views):
+                collectors[index] = [CalibratedCollector(len(dataset), len(thresholds[0]),
+                                                         dataset.broden.label_category, len(dataset.broden.categories),
+                                                         split_halves(len(dataset), options.split_seed))
+                                     for options in calibrated.per_split()]
         tallies, block_counts = _tally(forward, dataset.broden.label_category, len(dataset.broden.categories),
                                        views, thresholds, size, activation_rule,
                                        _loader(dataset, batch_size, num_workers, segmentation=True,
-                                               images=not kept.kept), blocks, kept, collector)
+                                               images=not kept.kept), blocks, kept, collectors)
     tally = tallies[0]
     return DissectionResult(
         layer=layer, thresholds=thresholds[0].cpu().numpy(), intersection=tally.intersection.cpu().numpy(),
@@ -115,7 +117,22 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         num_images=tally.num_images, top_images=top,
         variants=tuple(VariantResult(v.basis, v.quantile, t.cpu().numpy(), other.iou().cpu().numpy())
                        for v, t, other in zip(variants, thresholds[1:], tallies[1:], strict=True)),
-        blocks=block_counts, calibrated=None if collector is None else collector.result(calibrated))
+        blocks=block_counts, calibrated=_calibrated_results(collectors, 0, calibrated),
+        calibrated_rotated=_calibrated_results(collectors, next(iter(_calibrated_views(views)[1:]), -1), calibrated))
+
+
+def _calibrated_views(views: list[Variant]) -> list[int]:
+    """The views the calibrated detector runs on: the main one (0), and the first rotated-basis variant if any."""
+    rotated = [i for i, view in enumerate(views) if i > 0 and view.basis == "rotated"]
+    return [0, *rotated[:1]]
+
+
+def _calibrated_results(collectors: dict[int, list[CalibratedCollector]], index: int,
+                        calibrated: CalibratedOptions | None) -> tuple[CalibratedResult, ...] | None:
+    """The test's result on view ``index``, one per split; None when not run there."""
+    if calibrated is None or index not in collectors:
+        return None
+    return tuple(c.result(o) for c, o in zip(collectors[index], calibrated.per_split(), strict=True))
 
 
 def _worker_init(_worker: int) -> None:
@@ -181,9 +198,9 @@ def _check_finite(acts: torch.Tensor, first: int, dataset: BrodenDataset, layer:
 def _tally(forward: _Forward, label_category, num_categories: int, views: list[Variant],
            thresholds: list[torch.Tensor], size: tuple[int, int], rule: ActivationRule, loader: DataLoader,
            blocks: int, kept: ActivationStore,
-           collector: CalibratedCollector | None = None) -> tuple[list[Tally], BlockCounts | None]:
+           collectors: dict[int, list[CalibratedCollector]] | None = None) -> tuple[list[Tally], BlockCounts | None]:
     """Pass 2: the IoU counts of every view; the main view's counts per block of batches when ``blocks > 0``;
-    the main view's unit masks and the labels go to ``collector`` too (the calibrated detector), if given.
+    a view's unit masks and the labels go to its ``collectors`` too (view index -> the calibrated detector per split).
 
     The activations come from ``kept`` when it kept them (the loader then reads labels only), else from
     the model. The labels of a batch are prepared once for all views.
@@ -200,7 +217,7 @@ def _tally(forward: _Forward, label_category, num_categories: int, views: list[V
             for index, (view, limit, tally) in enumerate(zip(views, thresholds, tallies, strict=True)):
                 active = active_pixels(view.apply(acts), limit, size)
                 tally.add(active, labels)
-                if index == 0 and collector is not None:
+                for collector in (collectors or {}).get(index, ()):
                     collector.add(start, active, planes.flatten(2), scalars)
             start = stop
             if blocks and (batch + 1) * blocks // len(loader) > batch * blocks // len(loader):  # a block ends

@@ -53,7 +53,8 @@ class DissectionResult:
         top_images: each unit's top-activating probe images (``None`` when not collected).
         variants: the further tallies asked for (:mod:`kdinterp.dissection.variants`), in order.
         blocks: the counts above split over blocks of probe images (``None`` when not asked for).
-        calibrated: the calibrated detector test (:mod:`kdinterp.dissection.calibrated`; ``None`` when not asked for).
+        calibrated: the calibrated detector test, one result per split (:mod:`kdinterp.dissection.calibrated`;
+            ``None`` when not asked for); calibrated_rotated: the same on the rotated-basis variant.
     """
 
     layer: str
@@ -69,7 +70,8 @@ class DissectionResult:
     top_images: TopImagesResult | None = None
     variants: tuple[VariantResult, ...] = ()
     blocks: BlockCounts | None = None
-    calibrated: CalibratedResult | None = None
+    calibrated: tuple[CalibratedResult, ...] | None = None
+    calibrated_rotated: tuple[CalibratedResult, ...] | None = None
 
     @property
     def num_units(self) -> int:

@@ -178,14 +178,21 @@ def rotation_criterion(unit: Series, rotated: Series, confidence: float = 0.95,
 
 def training_criterion(chain: Sequence[Series], confidence: float = 0.95,
                        name: str = "rises with training") -> Criterion:
-    """Every adjacent step of ``chain`` (untrained, snapshots by epoch, end of training) > 0 by its paired interval."""
-    rule = " < ".join(s.label for s in chain) + f" (each step > 0, {100 * confidence:g}% CI)"
+    """The count rises along ``chain`` (untrained, snapshots by epoch, end of training): end - untrained > 0
+    by its paired interval, and no adjacent step falls (no step's interval lies below 0). A step may be
+    flat: the count plateaus as training converges (docs/instrument.md)."""
+    rule = (f"{chain[-1].label} − {chain[0].label} > 0 ({100 * confidence:g}% CI), and no step along "
+            + " → ".join(s.label for s in chain) + " falls (its CI below 0)")
     missing = _missing(name, rule, chain)
     if missing is not None:
         return missing
     steps = tuple(_difference(after, before, confidence) for before, after in zip(chain, chain[1:]))
-    passed = all(_above_zero(c) for _, c in steps)
-    return Criterion(name, rule, PASS if passed else FAIL, tuple((s.label, s.mean) for s in chain), steps)
+    overall = _difference(chain[-1], chain[0], confidence)
+    falls = [label for label, c in steps if c.verdict == statistics.CONTRADICTED]  # its CI below 0
+    passed = _above_zero(overall[1]) and not falls
+    note = f"falls: {', '.join(falls)}" if falls else ""
+    comparisons = (overall, *steps) if len(chain) > 2 else steps
+    return Criterion(name, rule, PASS if passed else FAIL, tuple((s.label, s.mean) for s in chain), comparisons, note)
 
 
 def _endpoint(params: Params) -> Quantity:
@@ -213,6 +220,21 @@ def _series(run: RunResults, named: Sequence[tuple[str, str | None]], metric: Me
     return out
 
 
+def _bases(params: Params, run: RunResults) -> list[tuple[str, Metric, str]]:
+    """The endpoint in the unit and the rotated basis: ``<endpoint>_rotated`` when it is a quantity
+    (the calibrated count), else the fixed-threshold count of ``sensitivity.csv`` in each basis."""
+    rotated = QUANTITIES.get(f"{params.instrument.endpoint}_rotated")
+    if rotated is not None:
+        return [("unit basis", _endpoint(params).value, "the endpoint"),
+                ("rotated basis", rotated.value, f"{rotated.name} (dissection.sensitivity.rotation_seed null?)")]
+    unit_key = sensitivity_key("unit", run.quantile, run.iou_threshold)
+    rotated_key = sensitivity_key("rotated", run.quantile, run.iou_threshold)
+    return [("unit basis", lambda m: m.dissection.sensitivity.get(unit_key, (math.nan,))[0],
+             "the unit-basis count (sensitivity.csv)"),
+            ("rotated basis", lambda m: m.dissection.sensitivity.get(rotated_key, (math.nan,))[0],
+             "the rotated-basis count (sensitivity.csv; dissection.sensitivity.rotation_seed null?)")]
+
+
 def instrument_ladder(params: Params, run: RunResults) -> Ladder | None:
     """Every rung of the ladder on ``run``, in order; None when params has no ``instrument`` section.
 
@@ -232,15 +254,9 @@ def instrument_ladder(params: Params, run: RunResults) -> Ladder | None:
     end, shuffled = _series(run, [("scratch", scratch), ("shuffled", controls.shuffled)], quantity.value,
                             quantity.name)
     rungs.append(shuffled_criterion(end, shuffled, confidence, f"shuffled labels: {shuffled.label}"))
-    unit_key = sensitivity_key("unit", run.quantile, run.iou_threshold)
-    rotated_key = sensitivity_key("rotated", run.quantile, run.iou_threshold)
     for role in ("scratch", "teacher"):
         name = run.roles.get(role)
-        [unit] = _series(run, [("unit basis", name)], lambda m: m.dissection.sensitivity.get(unit_key, (math.nan,))[0],
-                         "the unit-basis count (sensitivity.csv)")
-        [rotated] = _series(run, [("rotated basis", name)],
-                            lambda m: m.dissection.sensitivity.get(rotated_key, (math.nan,))[0],
-                            "the rotated-basis count (sensitivity.csv; dissection.sensitivity.rotation_seed null?)")
+        [unit], [rotated] = (_series(run, [(label, name)], metric, what) for label, metric, what in _bases(params, run))
         rungs.append(rotation_criterion(unit, rotated, confidence, f"rotated basis: {role} (`{name}`)"))
     chain = [("untrained", controls.untrained), *((f"snapshot {i + 1}", s) for i, s in enumerate(controls.snapshots)),
              ("scratch", scratch)]
@@ -256,8 +272,9 @@ def _interval(comparison: Comparison, fmt: str = ".1f") -> str:
     return f"{signed(i.mean, fmt)} {ci} (n = {i.n})"
 
 
-def ladder_section(ladder: Ladder | None) -> str:
-    """The ladder as a table, and in plain words whether the instrument passed, failed or is incomplete."""
+def ladder_section(ladder: Ladder | None, frozen_commit: str | None = None) -> str:
+    """The ladder as a table, and in plain words whether the instrument passed, failed or is incomplete,
+    and which commit froze the design (params ``instrument.frozen_commit``)."""
     title = "## Control ladder: does the detector count measure anything?"
     if ladder is None:
         return "\n".join([title, "", "No `instrument` section in params.yaml: the control ladder is not judged, and "
@@ -277,9 +294,12 @@ def ladder_section(ladder: Ladder | None) -> str:
     return "\n".join([
         title, "",
         f"Endpoint: {ladder.endpoint}, per model and seed (params `instrument.endpoint`); the rotated-basis rungs read "
-        "the raw detector counts of `sensitivity.csv` at the params' quantile and IoU threshold. Rules and model names "
-        "are pre-registered in params `instrument`; every difference is paired by seed. Untrained floor and rotated "
-        "basis: Bau et al. 2017; shuffled labels: Adebayo et al. 2018 (data randomisation).", "",
+        "the same count in a randomly rotated basis of the layer (or, for the fixed-threshold count, `sensitivity.csv`). "
+        "Rules and model names are pre-registered in params `instrument`; every difference is paired by seed. Untrained "
+        "floor and rotated basis: Bau et al. 2017; shuffled labels: Adebayo et al. 2018 (data randomisation). "
+        + (f"The design, the endpoint and the margins were frozen in commit `{frozen_commit}`, before the first KD or "
+           "LS run on them (docs/instrument.md); a change after it is listed there as a change."
+           if frozen_commit else "**No commit froze this design** (params `instrument.frozen_commit` is null)."), "",
         verdict, "",
         markdown_table(["rung", "rule", "means over seeds", "difference [CI] (n)", "result"], rows),
     ])

@@ -58,10 +58,11 @@ def _optional(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def calibrated_primary(m: ModelResult) -> float:
-    """The calibrated object + part + scene detector count of the dissection summary
-    (``summary.json`` ``calibrated.primary``); NaN where the summary has none (not calibrated)."""
-    calibrated = getattr(m.dissection.summary, "calibrated", None)
+def calibrated_primary(m: ModelResult, record: str = "calibrated") -> float:
+    """The calibrated detector count of the primary categories (``dissection.calibrated.primary_categories``)
+    of the dissection summary (``summary.json`` ``<record>.primary``, a mean over splits; ``record``
+    ``calibrated_rotated``: in the rotated basis); NaN where the summary has none (not calibrated)."""
+    calibrated = getattr(m.dissection.summary, record, None)
     return math.nan if calibrated is None else float(calibrated.primary)
 
 
@@ -69,8 +70,11 @@ def calibrated_primary(m: ModelResult) -> float:
 QUANTITIES: dict[str, Quantity] = {
     "top1": Quantity("top-1", "pp", ".2f", lambda m: 100 * m.evaluation.top1),
     "detectors": Quantity("#detectors", "detectors", ".1f", lambda m: m.dissection.num_detectors, _num_units),
-    "calibrated_primary": Quantity("#detectors (calibrated, object + part + scene)", "detectors", ".1f",
+    "calibrated_primary": Quantity("#detectors (calibrated, primary categories)", "detectors", ".1f",
                                    calibrated_primary, _num_units),
+    "calibrated_primary_rotated": Quantity("#detectors (calibrated, primary categories, rotated basis)",
+                                           "detectors", ".1f", lambda m: calibrated_primary(m, "calibrated_rotated"),
+                                           _num_units),
     "object": _detectors_in("object"),
     "scene": _detectors_in("scene"),
     "entropy": Quantity("within-class entropy (a)", "nats", ".4f", lambda m: m.similarity.within_class_entropy),

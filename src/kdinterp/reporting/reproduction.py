@@ -356,7 +356,9 @@ def reproduction_markdown(params: Params, run: RunResults) -> str:
     predictions = check_predictions(params, run)
     ladder = instrument_ladder(params, run)
     failed = ladder is not None and ladder.status == FAILED
-    sections = [_header_section(params, run), ladder_section(ladder), _per_model_section(run), _per_seed_section(run),
+    frozen = None if params.instrument is None else params.instrument.frozen_commit
+    sections = [_header_section(params, run), ladder_section(ladder, frozen), _per_model_section(run),
+                _per_seed_section(run),
                 _predictions_section(params, predictions, run, ladder), controls_section(run),
                 sensitivity_section(params, run, note="The instrument failed its controls (control ladder, above): these "
                                     "verdicts are not judged; they are shown only to locate flips." if failed else ""),

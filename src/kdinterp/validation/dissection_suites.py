@@ -22,7 +22,7 @@ import pandas as pd
 
 from kdinterp.core.params import CATEGORIES
 from kdinterp.dissection.tables import SUMMARY_COUNTS, TALLY_COLUMNS, UNITS_COLUMNS
-from kdinterp.measures.dissection import SUMMARY, SUMMARY_KEYS, TALLY, UNITS
+from kdinterp.measures.dissection import CALIBRATED_RECORDS, SUMMARY, SUMMARY_KEYS, TALLY, UNITS
 from kdinterp.validation.expectations import at_least, between, equal, gxe, in_set
 
 __all__ = [
@@ -132,13 +132,15 @@ def units_schema(units: pd.DataFrame) -> list[Any]:
 
 
 def _summary_keys(summary: pd.DataFrame) -> list[str]:
-    """The keys summary.json must have: :data:`SUMMARY_KEYS` when it has a ``calibrated`` record; with
-    ``calibrated: null`` (the calibrated detector off) the one key ``calibrated`` instead of the
-    ``calibrated.*`` keys, and none of them in a summary written before the calibrated detector existed."""
-    if any(str(c).startswith("calibrated.") for c in summary.columns):
-        return list(SUMMARY_KEYS)
-    return [key for key in SUMMARY_KEYS if not key.startswith("calibrated.")] + (
-        ["calibrated"] if "calibrated" in summary.columns else [])
+    """The keys summary.json must have: :data:`SUMMARY_KEYS`, where for each record of
+    :data:`CALIBRATED_RECORDS` (``calibrated``, ``calibrated_rotated``) that is null (not measured) the
+    one key instead of its ``<record>.*`` keys, and none of them in a summary written before it existed."""
+    keys = list(SUMMARY_KEYS)
+    for record in CALIBRATED_RECORDS:
+        if not any(str(c).startswith(f"{record}.") for c in summary.columns):
+            keys = [key for key in keys if not key.startswith(f"{record}.")] + (
+                [record] if record in summary.columns else [])
+    return keys
 
 
 def summary_schema(summary: pd.DataFrame) -> list[Any]:

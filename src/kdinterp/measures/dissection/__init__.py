@@ -20,7 +20,7 @@ from kdinterp.core.records import Record, StaleOutputError, require_input
 from kdinterp.core.study import Layout, Model
 from kdinterp.measures.base import Measure, Output
 
-__all__ = ["CALIBRATED", "CALIBRATED_COLUMNS", "MEASURE", "SENSITIVITY", "SUMMARY", "TALLY", "THRESHOLDS", "TOP_IMAGES",
+__all__ = ["CALIBRATED", "CALIBRATED_COLUMNS", "CALIBRATED_RECORDS", "MEASURE", "SENSITIVITY", "SUMMARY", "TALLY", "THRESHOLDS", "TOP_IMAGES",
            "UNITS", "CalibratedParams", "CalibratedSummary", "DissectionNumbers", "DissectionParams", "DissectionSummary",
            "ProbeBootstrap", "SUMMARY_KEYS", "SensitivityParams"]
 
@@ -59,7 +59,7 @@ class SensitivityParams:
 
 #: ``calibrated.csv``: one row per unit (:func:`kdinterp.measures.dissection.compute.calibrated_table`); empty
 #: (header only) when ``dissection.calibrated.enabled`` is false.
-CALIBRATED_COLUMNS: tuple[str, ...] = ("unit", "concept", "category", "iou_a", "iou_b", "intersection_b", "null_mean",
+CALIBRATED_COLUMNS: tuple[str, ...] = ("basis", "split", "unit", "concept", "category", "iou_a", "iou_b", "intersection_b", "null_mean",
                                        "null_sd", "z", "p", "q", "detector", "images_b")
 
 
@@ -77,15 +77,19 @@ class CalibratedParams:
     moments, normal tail; anti-conservative far out).
     ``min_iou``: a detector must also reach this IoU on half B. ``primary_categories``: the
     summary's ``primary`` counts detectors whose concept is of these categories; ``low_level`` the rest.
+    ``splits``: the test runs on this many splits (seeds ``split_seed``, ``split_seed + 1``, ...) and
+    the summary's counts are means over them (one split's count varies with the split about as much
+    as between training seeds: docs/instrument.md).
     """
 
     enabled: bool = True
     fdr: float = ranged(0.05, gt=0, lt=1)
     split_seed: int = ranged(0, ge=0, le=SEED_MAX)
-    permutations: int = ranged(9999, ge=1)
+    permutations: int = ranged(4999, ge=1)
     null_distribution: Literal["permutation", "normal"] = "permutation"
     min_iou: float = ranged(0.0, ge=0, le=1)
     primary_categories: tuple[str, ...] = ("object", "part", "scene")
+    splits: int = ranged(5, ge=1)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -102,7 +106,7 @@ class CalibratedParams:
         if not self.enabled:
             return None
         return CalibratedOptions(fdr=self.fdr, split_seed=self.split_seed, permutations=self.permutations,
-                                 null=self.null_distribution, min_iou=self.min_iou)
+                                 null=self.null_distribution, min_iou=self.min_iou, splits=self.splits)
 
 
 @dataclass(frozen=True)
@@ -159,13 +163,14 @@ class CalibratedSummary(Record):
     """The calibrated detector count (:mod:`kdinterp.dissection.calibrated`), with the settings it was made with.
 
     Attributes:
-        fdr, permutations, split_seed, min_iou, primary_categories: ``dissection.calibrated``.
+        fdr, permutations, split_seed, min_iou, primary_categories, splits: ``dissection.calibrated``.
         null: its ``null_distribution``, ``permutation`` or ``normal``.
         detectors: units whose test is rejected by Benjamini-Hochberg at ``fdr`` (and reach ``min_iou``).
         primary: those whose concept's category is one of ``primary_categories``.
         low_level: the others (``detectors - primary``).
         per_category: detectors per category of their concept (every selected category).
         unique_concepts: distinct concepts among the detectors.
+        Every count is the mean over the ``splits`` splits (``calibrated.csv`` has each split's rows).
     """
 
     fdr: float
@@ -174,11 +179,12 @@ class CalibratedSummary(Record):
     split_seed: int
     min_iou: float
     primary_categories: tuple[str, ...]
-    detectors: int
-    primary: int
-    low_level: int
-    per_category: dict[str, int]
-    unique_concepts: int
+    detectors: float
+    primary: float
+    low_level: float
+    per_category: dict[str, float]
+    unique_concepts: float
+    splits: int = 1
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,9 @@ class DissectionSummary(Record):
         probe_bootstrap: the detector count's spread over probe-set resamplings.
         calibrated: the calibrated detector count; None when ``dissection.calibrated.enabled`` is
             false, and in summaries written before it existed.
+        calibrated_rotated: the same in the rotated basis (the layer output times the random
+            orthogonal matrix of ``sensitivity.rotation_seed``; Bau et al. 2017 §3.2); None without a
+            rotation or a calibrated count.
     """
 
     model: str
@@ -210,6 +219,11 @@ class DissectionSummary(Record):
     unique_concepts: dict[str, int]
     probe_bootstrap: ProbeBootstrap
     calibrated: CalibratedSummary | None = None
+    calibrated_rotated: CalibratedSummary | None = None
+
+
+#: The summary's optional records of :class:`CalibratedSummary` (null when not measured).
+CALIBRATED_RECORDS: tuple[str, ...] = ("calibrated", "calibrated_rotated")
 
 
 def _flat(record: type, prefix: str = "") -> tuple[str, ...]:
@@ -219,7 +233,7 @@ def _flat(record: type, prefix: str = "") -> tuple[str, ...]:
             keys += [f"{prefix}{f.name}.{c}" for c in CATEGORIES]
         elif f.name == "probe_bootstrap":
             keys += _flat(ProbeBootstrap, f"{prefix}{f.name}.")
-        elif f.name == "calibrated":
+        elif f.name in CALIBRATED_RECORDS:
             keys += _flat(CalibratedSummary, f"{prefix}{f.name}.")
         else:
             keys.append(prefix + f.name)
@@ -227,7 +241,7 @@ def _flat(record: type, prefix: str = "") -> tuple[str, ...]:
 
 
 #: ``summary.json``'s keys, nested keys flattened with a dot (per category for the counts); with
-#: ``calibrated`` null the ``calibrated.*`` keys are the one key ``calibrated``.
+#: a record of :data:`CALIBRATED_RECORDS` null its keys are the one key (``calibrated``).
 SUMMARY_KEYS: tuple[str, ...] = _flat(DissectionSummary)
 
 

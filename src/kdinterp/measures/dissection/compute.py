@@ -78,7 +78,9 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
                                                      seed=model.seed),
                                 probe_bootstrap=ProbeBootstrap(**bootstrap),
                                 calibrated=calibrated_summary(result.calibrated, spec.calibrated, result.label_names,
-                                                              result.categories))
+                                                              result.categories),
+                                calibrated_rotated=calibrated_summary(result.calibrated_rotated, spec.calibrated,
+                                                                      result.label_names, result.categories))
     grid = sorted({*band.iou_thresholds, spec.iou_threshold})
     with atomic_path(MEASURE.path(layout, model, THRESHOLDS)) as tmp:
         np.save(tmp, result.thresholds)
@@ -91,51 +93,64 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
     with atomic_path(MEASURE.path(layout, model, TOP_IMAGES)) as tmp, open(tmp, "wb") as f:
         result.top_images.save(f)
     with atomic_path(MEASURE.path(layout, model, CALIBRATED)) as tmp:
-        calibrated_table(result.calibrated, result.label_names, result.categories).to_csv(tmp, index=False)
+        pd.concat([calibrated_table(result.calibrated, result.label_names, result.categories, "unit"),
+                   calibrated_table(result.calibrated_rotated, result.label_names, result.categories, "rotated")],
+                  ignore_index=True).to_csv(tmp, index=False)
     summary.write(MEASURE.path(layout, model, SUMMARY))
     log(f"{model.key}: {summary.num_detectors}/{summary.num_units} units are detectors covering "
         f"{summary.num_unique_concepts} concepts (IoU >= {spec.iou_threshold}); {summary.detectors}")
     if summary.calibrated is not None:
         c = summary.calibrated
-        log(f"{model.key}: {c.detectors}/{summary.num_units} units are calibrated detectors (BH q <= {c.fdr}, "
-            f"{c.null} null): {c.primary} of {list(c.primary_categories)}, {c.low_level} low-level; {c.per_category}")
+        log(f"{model.key}: {c.detectors:g}/{summary.num_units} units are calibrated detectors (BH q <= {c.fdr}, "
+            f"{c.null} null, mean of {c.splits} splits): {c.primary:g} of {list(c.primary_categories)}, {c.low_level} low-level; {c.per_category}")
     return summary
 
 
-def calibrated_table(result: CalibratedResult | None, label_names: tuple[str, ...],
-                     categories: tuple[str, ...]) -> pd.DataFrame:
-    """``calibrated.csv``: one row per unit (:data:`~kdinterp.measures.dissection.CALIBRATED_COLUMNS`).
+def calibrated_table(results: tuple[CalibratedResult, ...] | None, label_names: tuple[str, ...],
+                     categories: tuple[str, ...], basis: str = "unit") -> pd.DataFrame:
+    """``calibrated.csv`` rows of one basis: one row per split and unit (:data:`~kdinterp.measures.dissection.CALIBRATED_COLUMNS`).
 
-    ``concept`` and ``category`` are names (empty where the unit overlaps nothing on half A);
-    ``intersection_b``, ``null_mean`` and ``null_sd`` are pixels; ``images_b`` is ``|J|``. With
-    ``result`` None (``dissection.calibrated.enabled: false``) the table has the columns and no rows.
+    ``basis`` is ``unit`` or ``rotated``; ``split`` is the split's seed; ``concept`` and ``category`` are names (empty where the unit
+    overlaps nothing on half A); ``intersection_b``, ``null_mean`` and ``null_sd`` are pixels;
+    ``images_b`` is ``|J|``. With ``results`` None (``dissection.calibrated.enabled: false``) the
+    table has the columns and no rows.
     """
-    if result is None:
+    if results is None:
         return pd.DataFrame({c: [] for c in CALIBRATED_COLUMNS})
     names = np.asarray(label_names, dtype=object)
-    category = np.asarray([*categories, ""], dtype=object)[result.category]      # -1 -> ""
-    table = pd.DataFrame({
-        "unit": np.arange(result.num_units, dtype=np.int64), "concept": np.where(result.concept > 0,
-                                                                                  names[result.concept], ""),
-        "category": category, "iou_a": result.iou_a, "iou_b": result.iou_b, "intersection_b": result.intersection_b,
-        "null_mean": result.null_mean, "null_sd": result.null_sd, "z": result.z, "p": result.p, "q": result.q,
-        "detector": result.detector, "images_b": result.images_b})
-    return table[list(CALIBRATED_COLUMNS)]
+    tables = []
+    for result in results:
+        category = np.asarray([*categories, ""], dtype=object)[result.category]      # -1 -> ""
+        tables.append(pd.DataFrame({
+            "basis": basis, "split": np.full(result.num_units, result.options.split_seed, dtype=np.int64),
+            "unit": np.arange(result.num_units, dtype=np.int64),
+            "concept": np.where(result.concept > 0, names[result.concept], ""), "category": category,
+            "iou_a": result.iou_a, "iou_b": result.iou_b, "intersection_b": result.intersection_b,
+            "null_mean": result.null_mean, "null_sd": result.null_sd, "z": result.z, "p": result.p, "q": result.q,
+            "detector": result.detector, "images_b": result.images_b}))
+    return pd.concat(tables, ignore_index=True)[list(CALIBRATED_COLUMNS)]
 
 
-def calibrated_summary(result: CalibratedResult | None, spec: CalibratedParams, label_names: tuple[str, ...],
-                       categories: tuple[str, ...]) -> CalibratedSummary | None:
-    """The summary's ``calibrated`` record from the test's result (None when not run)."""
-    if result is None:
+def calibrated_summary(results: tuple[CalibratedResult, ...] | None, spec: CalibratedParams,
+                       label_names: tuple[str, ...], categories: tuple[str, ...]) -> CalibratedSummary | None:
+    """The summary's ``calibrated`` record: each count is its mean over the splits (None when not run)."""
+    if results is None:
         return None
-    detected = result.category[result.detector]
-    primary = np.isin(detected, [categories.index(c) for c in spec.primary_categories if c in categories])
+    primary_index = [categories.index(c) for c in spec.primary_categories if c in categories]
+    shown = [c for c in CATEGORIES if c in categories]
+    counts = []
+    for result in results:
+        detected = result.category[result.detector]
+        primary = int(np.isin(detected, primary_index).sum())
+        counts.append({"detectors": len(detected), "primary": primary, "low_level": len(detected) - primary,
+                       "unique_concepts": len({label_names[c] for c in result.concept[result.detector]}),
+                       **{c: int((detected == categories.index(c)).sum()) for c in shown}})
+    mean = {key: float(np.mean([c[key] for c in counts])) for key in counts[0]}
     return CalibratedSummary(
-        fdr=spec.fdr, permutations=spec.permutations, null=spec.null_distribution, split_seed=spec.split_seed, min_iou=spec.min_iou,
-        primary_categories=spec.primary_categories, detectors=int(result.detector.sum()), primary=int(primary.sum()),
-        low_level=int((~primary).sum()),
-        per_category={c: int((detected == categories.index(c)).sum()) for c in CATEGORIES if c in categories},
-        unique_concepts=len({label_names[c] for c in result.concept[result.detector]}))
+        fdr=spec.fdr, permutations=spec.permutations, null=spec.null_distribution, split_seed=spec.split_seed,
+        min_iou=spec.min_iou, primary_categories=spec.primary_categories, detectors=mean["detectors"],
+        primary=mean["primary"], low_level=mean["low_level"], per_category={c: mean[c] for c in shown},
+        unique_concepts=mean["unique_concepts"], splits=len(results))
 
 
 def _variants(spec: DissectionParams, units: int) -> list[Variant]:
