@@ -299,18 +299,12 @@ class CalibratedCollector:
         row, slot = torch.nonzero(labels.scalars, as_tuple=True)
         self._scalars.append(torch.stack([images[row], labels.scalars[row, slot]]).int())
 
-    def result(self, options: CalibratedOptions) -> CalibratedResult:
-        """Select each unit's concept on A, test it on B, and control the FDR over the units.
-
-        Raises:
-            RuntimeError: not every probe image was added.
-        """
-        from kdinterp.dissection.calibrated_null import run_tests
-
+    def check_complete(self) -> None:
+        """Raise RuntimeError unless every probe image was added (before the test:
+        :func:`kdinterp.dissection.calibrated_null.run_tests`)."""
         if self.tally_a.num_images != len(self.split[0]) or not self._units and len(self.split[1]):
             raise RuntimeError(f"collected {self.tally_a.num_images} images of half A ({len(self.split[0])}) and "
                                f"{'some' if self._units else 'no'} batches of half B; add every probe image")
-        return run_tests(self, options)
 
     def unit_pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Half B's unit pixels ``(image, unit, pixel)``, int64 ``(M,)`` each, sorted by unit."""

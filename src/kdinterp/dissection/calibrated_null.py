@@ -62,7 +62,13 @@ def intersection_matrix(unit_rows: np.ndarray, unit_pixels: np.ndarray, concept_
 
 
 def run_tests(collector: CalibratedCollector, options: CalibratedOptions) -> CalibratedResult:
-    """The calibrated detectors of the collected layer (:mod:`kdinterp.dissection.calibrated`)."""
+    """The calibrated detectors of the collected layer (:mod:`kdinterp.dissection.calibrated`): select each
+    unit's concept on A, test it on B, and control the FDR over the units.
+
+    Raises:
+        RuntimeError: not every probe image was added to ``collector``.
+    """
+    collector.check_complete()
     units, (_, b) = collector.num_units, collector.split
     cat = collector.label_category
     concept, iou_a = select_concepts(collector.tally_a.iou().numpy(), cat)
@@ -144,4 +150,4 @@ def calibrated_detectors(activations: torch.Tensor, thresholds: torch.Tensor, pl
         stop = min(start + batch_size, n)
         collector.add(start, active_pixels(activations[start:stop], thresholds, size), planes[start:stop],
                       scalars[start:stop])
-    return collector.result(options)
+    return run_tests(collector, options)

@@ -17,6 +17,7 @@ from kdinterp.core.progress import progress_bar
 from kdinterp.dissection.activations import ActivationStorage, ActivationStore
 from kdinterp.dissection.broden import BrodenDataset, collate_broden
 from kdinterp.dissection.calibrated import CalibratedCollector, CalibratedOptions, CalibratedResult, split_halves
+from kdinterp.dissection.calibrated_null import run_tests
 from kdinterp.dissection.tables import DissectionResult, summary, tally_table, units_table
 from kdinterp.dissection.tally import ActivationRule, Tally
 from kdinterp.dissection.thresholds import TopQuantile
@@ -132,7 +133,7 @@ def _calibrated_results(collectors: dict[int, list[CalibratedCollector]], index:
     """The test's result on view ``index``, one per split; None when not run there."""
     if calibrated is None or index not in collectors:
         return None
-    return tuple(c.result(o) for c, o in zip(collectors[index], calibrated.per_split(), strict=True))
+    return tuple(run_tests(c, o) for c, o in zip(collectors[index], calibrated.per_split(), strict=True))
 
 
 def _worker_init(_worker: int) -> None:
