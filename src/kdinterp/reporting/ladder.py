@@ -15,11 +15,13 @@ criteria in ``params.instrument.criteria``, both fixed before any result:
 * **Rotated basis** (Bau et al. 2017, §3.2): the layer output times a random orthogonal matrix keeps
   what the layer represents but mixes its units; if detectors are axis-aligned, unit basis minus
   rotated basis is above 0, for the scratch student (paired interval) and for the teacher (one
-  model: on its value). Read from ``sensitivity.csv`` (raw detector counts at the params' quantile
-  and IoU threshold), not from the endpoint.
-* **Training** : the count rises along training: untrained < each snapshot (in epoch order) <
-  scratch, every adjacent step above 0 by its paired interval (with no snapshot named: untrained <
-  scratch).
+  model: on its value). Read from the endpoint's rotated-basis twin (``<endpoint>_rotated``, e.g.
+  the calibrated count of ``summary.json`` ``calibrated_rotated``) when it exists, else from
+  ``sensitivity.csv`` (the fixed-threshold counts at the params' quantile and IoU threshold).
+* **Training**: the count rises along training (untrained, the snapshots in epoch order, scratch):
+  scratch minus untrained is above 0 by its paired interval, and no adjacent step falls (no
+  step's interval lies below 0); a flat step is allowed, as the count plateaus when training
+  converges (docs/instrument.md §3).
 
 Each rung gives a :class:`Criterion`: pass, fail or missing (a model the run lacks, a rung left null
 in params, or an endpoint the model's outputs do not have). The ladder fails when any rung fails;
