@@ -47,7 +47,8 @@ repro: $(VENV_DEP)  ## run the whole study (dvc repro) on the embedded concept w
 	@if [ -n "$(PROFILE)" ]; then kdinterp profile $(PROFILE) --params $(PARAMS); fi
 	@$(MAKE) --no-print-directory data VENV_DEP=$(VENV_DEP)
 	dvc repro
-	@echo; sed -n '/^## Results/,/^!\[/p' paper_figures/REPRODUCTION.md | grep -v '^!\['
+	@echo; awk '/^## /{p = ($$0 ~ /^## (Control ladder|Paper predictions)/)} /^### /{p = 0} p' \
+	  paper_figures/REPRODUCTION.md | grep -v '^!\['
 	@echo "Full report: paper_figures/REPRODUCTION.md; all metrics: dvc metrics show"
 
 pull: $(VENV_DEP)  ## fetch the published study from the DVC remote (set its URL first, see README); nothing retrains

@@ -228,3 +228,16 @@ def test_no_instrument_section_is_said_plainly(tmp_path: Path) -> None:
     markdown = reproduction_markdown(params, load_run(params, _write_outputs(tmp_path, params)))
     assert "No `instrument` section in params.yaml: the control ladder is not judged" in markdown
     assert "No equivalence margins in params" in markdown
+
+
+def test_the_per_model_table_shows_the_endpoint_beside_the_fixed_threshold_count(tmp_path: Path) -> None:
+    """A calibrated endpoint gets its own column; the fixed-threshold endpoint is the detectors column itself."""
+    from kdinterp.reporting.quantities import QUANTITIES
+    from kdinterp.reporting.reproduction import _per_model_section
+
+    params = _params()
+    run = load_run(params, _write_outputs(tmp_path, params, {**MODELS, "shuffled": SHUFFLED}))
+    with_endpoint = _per_model_section(run, QUANTITIES["calibrated_primary"])
+    assert "| detectors | #detectors (calibrated, primary categories) (endpoint) |" in with_endpoint
+    assert "(endpoint)" not in _per_model_section(run, QUANTITIES["detectors"])
+    assert "(endpoint)" not in _per_model_section(run)

@@ -29,6 +29,7 @@ from kdinterp.reporting.paper import (
 )
 from kdinterp.reporting.ladder import FAILED, Ladder, instrument_ladder, ladder_section
 from kdinterp.reporting.predictions import Prediction, check_margins, check_predictions, count_verdicts
+from kdinterp.reporting.quantities import QUANTITIES, Quantity
 from kdinterp.reporting.results import Metric, ModelResult, RunResults
 from kdinterp.reporting.robustness import controls_section, markdown_table, probe_section, sensitivity_section
 
@@ -101,10 +102,13 @@ def _role(m: ModelResult) -> str:
     return m.kind if m.role in (None, m.kind) else f"{m.kind}, paper's {PAPER_NOTATION[m.role]}"
 
 
-def _per_model_section(run: RunResults) -> str:
-    """One row per model: mean ± sd over its seeds, and n."""
+def _per_model_section(run: RunResults, endpoint: Quantity | None = None) -> str:
+    """One row per model: mean ± sd over its seeds, and n; ``endpoint`` (the ladder's, when it is not the
+    fixed-threshold count) gets a column beside the fixed-threshold detectors."""
     with_mass = all(m.similarity.same_type_mass is not None for m in run.models.values())
-    header = ["model", "role", "architecture", "n", "top-1 (%)", "detectors", "units", "unique concepts",
+    extra = [] if endpoint is None or endpoint is QUANTITIES["detectors"] else [endpoint]
+    header = ["model", "role", "architecture", "n", "top-1 (%)", "detectors",
+              *(f"{q.name} (endpoint)" for q in extra), "units", "unique concepts",
               "within-class entropy (a) (nats)", "(b) non-target (nats)", "teacher agreement"] + (["same-type mass"] if with_mass else [])
     rows = []
     for name in run.names:
@@ -112,7 +116,8 @@ def _per_model_section(run: RunResults) -> str:
         first = seeds[0]
 
         def col(metric: Metric, fmt: str, seeds: list[ModelResult] = seeds) -> str:
-            return _mean_sd(np.array([metric(m) for m in seeds], dtype=np.float64), fmt)
+            values = np.array([metric(m) for m in seeds], dtype=np.float64)
+            return _mean_sd(values, fmt) if np.isfinite(values).all() else "n/a"  # n/a: not measured
 
         if first.key == run.reference_teacher:
             agreement = "reference"
@@ -121,7 +126,8 @@ def _per_model_section(run: RunResults) -> str:
         else:
             agreement = col(lambda m: m.similarity.teacher_agreement, ".3f")
         row = [f"`{name}`", _role(first), first.arch, str(len(seeds)), col(lambda m: 100 * m.evaluation.top1, ".2f"),
-               col(lambda m: m.dissection.num_detectors, ".1f"), str(first.dissection.num_units), col(lambda m: m.dissection.num_unique_concepts, ".1f"),
+               col(lambda m: m.dissection.num_detectors, ".1f"), *(col(q.value, q.fmt) for q in extra),
+               str(first.dissection.num_units), col(lambda m: m.dissection.num_unique_concepts, ".1f"),
                col(lambda m: m.similarity.within_class_entropy, ".4f"), col(lambda m: m.similarity.nontarget_entropy, ".4f"), agreement]
         if with_mass:
             row.append(col(lambda m: m.similarity.same_type_mass, ".3f"))
@@ -357,7 +363,8 @@ def reproduction_markdown(params: Params, run: RunResults) -> str:
     ladder = instrument_ladder(params, run)
     failed = ladder is not None and ladder.status == FAILED
     frozen = None if params.instrument is None else params.instrument.frozen_commit
-    sections = [_header_section(params, run), ladder_section(ladder, frozen), _per_model_section(run),
+    endpoint = None if params.instrument is None else QUANTITIES.get(params.instrument.endpoint)
+    sections = [_header_section(params, run), ladder_section(ladder, frozen), _per_model_section(run, endpoint),
                 _per_seed_section(run),
                 _predictions_section(params, predictions, run, ladder), controls_section(run),
                 sensitivity_section(params, run, note="The instrument failed its controls (control ladder, above): these "
