@@ -181,6 +181,18 @@ def test_the_calibrated_endpoint_is_missing_until_the_dissection_writes_it(tmp_p
     assert ladder.status == INCOMPLETE and "not measured" in ladder.criteria[0].note
 
 
+def test_a_prediction_on_an_endpoint_that_was_not_measured_is_reported_not_measured(tmp_path: Path) -> None:
+    params = _params(endpoint="calibrated_primary")
+    markdown = _markdown(tmp_path, params)  # no model has a calibrated count: NaN at every seed
+    for pid in ("P2", "P4", "P5"):
+        assert _verdict_of(markdown, pid) == "not measured"
+    assert _verdict_of(markdown, "P1") in ("holds", "contradicted", "equivalent", "inconclusive")  # top-1 is measured
+    details = markdown.split("### Every paired comparison")[1]
+    assert re.search(r"^\| P2 \| KD \u2212 Scratch \| .* \| n/a \| \(not measured\) \| n/a \| \u00b1?.* \| 0 \| "
+                     r"not measured \|$", details, re.M)
+    assert re.search(r"Of \d+ predictions in this run .*\b3 not measured\b", markdown)
+
+
 def test_an_equivalent_verdict_appears_when_the_90_percent_interval_is_inside_the_margin(tmp_path: Path) -> None:
     markdown = _markdown(tmp_path, _params(), kd=KD_EQUIVALENT)
     assert _verdict_of(markdown, "P2") == "equivalent"

@@ -23,6 +23,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from kdinterp.core import statistics
 from kdinterp.core.params import Params, ParamsError
 from kdinterp.core.statistics import Comparison
@@ -31,13 +33,17 @@ from kdinterp.reporting.quantities import QUANTITIES, Quantity, five_band, objec
 from kdinterp.reporting.results import RunResults
 from kdinterp.training.methods import feature_methods
 
-__all__ = ["ENDPOINT", "P12_METHOD", "PREDICTIONS", "Part", "PartSpec", "Prediction", "PredictionSpec", "check_margins",
+__all__ = ["ENDPOINT", "NOT_MEASURED", "P12_METHOD", "PREDICTIONS", "Part", "PartSpec", "Prediction", "PredictionSpec", "check_margins",
            "check_predictions", "compare", "count_verdicts"]
 
 #: The quantity name of the detector predictions (P2, P4, P5, P8a, P9, P10, P11): the pre-registered
 #: primary endpoint, ``params.instrument.endpoint`` (the fixed-threshold count ``detectors`` without an
 #: ``instrument`` section, and in the sensitivity bands, which re-judge the paper's fixed-threshold rule).
 ENDPOINT = "endpoint"
+
+#: The verdict of a comparison whose models lack the quantity at some seed (e.g. a calibrated count that
+#: a profile turned off): reported as such, never judged, and the prediction it belongs to neither.
+NOT_MEASURED = "not measured"
 
 
 #: The saliency method of P12. The paper does not say which it used (research/paper.md §4.2,
@@ -207,19 +213,34 @@ class Part:
     Attributes:
         label: ``KD − Scratch``: the difference compared (first minus second model).
         quantity: what is compared.
-        comparison: mean difference over seeds, its 95% t-interval, n, and the verdict on the sign.
+        comparison: mean difference over seeds, its 95% t-interval, n, and the verdict on the sign; None
+            when a model lacks the quantity at some seed (:data:`NOT_MEASURED`).
     """
 
     label: str
     quantity: Quantity
-    comparison: Comparison
+    comparison: Comparison | None
+
+    @property
+    def verdict(self) -> str:
+        """The comparison's verdict, or :data:`NOT_MEASURED`."""
+        return NOT_MEASURED if self.comparison is None else self.comparison.verdict
+
+    @property
+    def n(self) -> int:
+        """The number of paired seeds (0 when not measured)."""
+        return 0 if self.comparison is None else self.comparison.n
 
     def mean(self) -> str:
-        """``+0.85 pp``: the mean difference with its unit."""
+        """``+0.85 pp``: the mean difference with its unit; ``n/a`` when not measured."""
+        if self.comparison is None:
+            return "n/a"
         return f"{signed(self.comparison.mean, self.quantity.fmt)} {self.quantity.unit}".rstrip()
 
     def ci(self) -> str:
-        """``[−0.31, +2.01]``; ``(n = 1, no interval)`` when n < 2."""
+        """``[−0.31, +2.01]``; ``(n = 1, no interval)`` when n < 2; ``(not measured)``."""
+        if self.comparison is None:
+            return f"({NOT_MEASURED})"
         i, fmt = self.comparison.interval, self.quantity.fmt
         return f"(n = {i.n}, no interval)" if math.isnan(i.low) else f"[{signed(i.low, fmt)}, {signed(i.high, fmt)}]"
 
@@ -229,12 +250,12 @@ class Part:
 
     def margin(self) -> str:
         """``±4.6``: the equivalence margin in the quantity's unit, or ``none``."""
-        margin = self.comparison.margin
+        margin = None if self.comparison is None else self.comparison.margin
         return "none" if margin is None else f"\u00b1{margin:{self.quantity.fmt}}"
 
     def tost(self) -> str:
         """The 90% interval TOST reads, ``[−1.2, +2.0]``; ``n/a`` without a margin or an interval."""
-        i, fmt = self.comparison.equivalence, self.quantity.fmt
+        i, fmt = None if self.comparison is None else self.comparison.equivalence, self.quantity.fmt
         return "n/a" if i is None or math.isnan(i.low) else f"[{signed(i.low, fmt)}, {signed(i.high, fmt)}]"
 
 
@@ -253,8 +274,11 @@ class Prediction:
 
     @property
     def verdict(self) -> str:
-        """The parts' verdicts combined (:func:`kdinterp.core.statistics.combine`)."""
-        return statistics.combine(p.comparison.verdict for p in self.parts)
+        """The parts' verdicts combined (:func:`kdinterp.core.statistics.combine`); :data:`NOT_MEASURED` when
+        any part is (a prediction is judged on all its parts or not at all)."""
+        if any(p.comparison is None for p in self.parts):
+            return NOT_MEASURED
+        return statistics.combine(p.verdict for p in self.parts)
 
     @property
     def reads_detectors(self) -> bool:
@@ -264,7 +288,7 @@ class Prediction:
     @property
     def n(self) -> str:
         """The number of seeds behind the comparisons: ``3``, or ``1–3`` when they differ."""
-        ns = sorted({p.comparison.n for p in self.parts})
+        ns = sorted({p.n for p in self.parts})
         return str(ns[0]) if len(ns) == 1 else f"{ns[0]}\u2013{ns[-1]}"
 
     @property
@@ -272,12 +296,13 @@ class Prediction:
         """This run's mean differences and intervals, or a count of verdicts when there are many parts."""
         if len(self.parts) <= 3:
             return "; ".join(p.text() for p in self.parts)
-        return f"{len(self.parts)} comparisons: {count_verdicts([p.comparison.verdict for p in self.parts])} (listed below)"
+        return f"{len(self.parts)} comparisons: {count_verdicts([p.verdict for p in self.parts])} (listed below)"
 
 
 def count_verdicts(verdicts: list[str]) -> str:
-    """``5 hold, 3 contradicted, 1 inconclusive`` (verdicts that occur, in :data:`statistics.VERDICTS` order)."""
-    counts = {v: verdicts.count(v) for v in statistics.VERDICTS}
+    """``5 hold, 3 contradicted, 1 inconclusive`` (verdicts that occur, in :data:`statistics.VERDICTS` order,
+    then :data:`NOT_MEASURED`)."""
+    counts = {v: verdicts.count(v) for v in (*statistics.VERDICTS, NOT_MEASURED)}
     return ", ".join(f"{n} {'hold' if v == statistics.HOLDS and n != 1 else v}" for v, n in counts.items() if n)
 
 
@@ -295,10 +320,13 @@ def compare(run: RunResults, a: str, b: str, quantity: Quantity, direction: int,
     """The paired comparison ``a − b`` of ``quantity`` over seeds, predicted to have sign ``direction``.
 
     ``margin_share``: the equivalence margin as a share of the models' units (``params.verdicts``),
-    or None: never *equivalent*.
+    or None: never *equivalent*. A model without the quantity at some seed (NaN) gives a part whose
+    comparison is None (:data:`NOT_MEASURED`) rather than an interval over fewer seeds.
     """
     x, y = run.paired(a, b, quantity.value)
     label = label or f"{run.seeds_of(a)[0].label} \u2212 {run.seeds_of(b)[0].label}"
+    if np.isnan(x).any() or np.isnan(y).any():
+        return Part(label, quantity, None)
     margin = _margin(run, a, b, quantity, margin_share)
     return Part(label, quantity, statistics.paired_difference(x, y, direction, margin=margin))
 

@@ -204,7 +204,7 @@ def _predictions_section(params: Params, predictions: list[Prediction], run: Run
     failed = ladder is not None and ladder.status == FAILED
     rows = [[p.pid, p.claim, f"{p.paper} {p.evidence}", p.ours, p.n, f"**{_verdict(p, failed)}**"] for p in predictions]
     details = [[p.pid, part.label, part.quantity.name, part.mean(), part.ci(), part.tost(), part.margin(),
-                str(part.comparison.n), NOT_JUDGED if failed and p.reads_detectors else part.comparison.verdict]
+                str(part.n), NOT_JUDGED if failed and p.reads_detectors else part.verdict]
                for p in predictions for part in p.parts]
     judged = [p.verdict for p in predictions if not (failed and p.reads_detectors)]
     skipped = len(predictions) - len(judged)
