@@ -145,6 +145,9 @@ def _write_outputs(root: Path, params: Params | None = None, models: dict = MODE
             dissection.MEASURE.path(layout, model, dissection.SUMMARY))
         _write_sensitivity(dissection.MEASURE.path(layout, model, dissection.SENSITIVITY), total, m["units"])
         _dump(layout.environment(model), ENVIRONMENT)
+        if model.group.trained:   # a two-epoch history (stage figures writes the plot-ready tables from it)
+            layout.history(model).write_text(f"epoch,lr,loss_ce,loss,train_top1,val_top1\n1,0.05,2.0,2.0,0.3,0.25\n"
+                                             f"2,0.01,1.5,1.5,0.5,{m['top1'][i] / 100}\n")
         if diffroar.MEASURE.applies(model):
             value = m.get("diffroar", [0.1] * len(SEEDS))[i]
             diffroar.DiffROARSummary(
@@ -488,3 +491,29 @@ def test_environment_comes_from_the_model_headers(generated: tuple[Path, str]) -
     section = _section(generated[1], "Environment")
     assert "**Environment 1** (10 models:" in section and "| torch | 9.9.9-test |" in section
     assert "| CPU | TestVendor Test CPU" in section
+
+
+def test_plot_tables_hold_every_trained_model_seed_and_grid_point(tmp_path: Path) -> None:
+    """Stage figures writes the tables of `dvc plots show`: one row per (trained model, seed, epoch), and per
+    (model, seed, IoU threshold) at the params' quantile and (model, seed, quantile) at the params' IoU threshold."""
+    import pandas as pd
+
+    params = _params()
+    layout = _write_outputs(tmp_path / "outputs", params)
+    make_figures(params, layout, tmp_path / "paper_figures")
+    every = study.models(params)
+    training = pd.read_csv(layout.plot_table(study.TRAINING_PLOT))
+    trained = [m for m in every if m.group.trained]
+    assert len(training) == 2 * len(trained) and set(training.epoch) == {1, 2}
+    last = training[training.epoch == 2].set_index(["model", "seed"]).val_top1
+    assert {(m.name, m.seed): last[m.name, m.seed] for m in trained} == pytest.approx(
+        {(m.name, m.seed): MODELS[m.name]["top1"][SEEDS.index(m.seed) if m.group.per_seed else 0] / 100
+         for m in trained})
+    run = load_run(params, layout)
+    by_iou = pd.read_csv(layout.plot_table(study.IOU_PLOT))
+    at_params = by_iou[np.isclose(by_iou.iou_threshold, IOU_THRESHOLD)].set_index(["model", "seed"]).detectors
+    for m in run.models.values():   # at the params' point, the count is the sensitivity grid's
+        assert at_params[m.name, m.seed] == m.dissection.sensitivity["unit", run.quantile, IOU_THRESHOLD][0]
+    by_quantile = pd.read_csv(layout.plot_table(study.QUANTILE_PLOT))
+    assert set(by_quantile.groupby(["model", "seed"]).size()) == {by_quantile["quantile"].nunique()} and (
+        len(by_quantile.groupby(["model", "seed"])) == len(every))

@@ -123,6 +123,7 @@ def _expected_outputs(params) -> dict[str, dict[str, tuple[bool, bool]]]:
     expected["validate"] = {str(layout.dissection_validation): (False, False)}
     expected["validate_data"] = {str(layout.data_validation): (False, False)}
     expected["figures"] = {str(study.FIGURES_DIR / name): (False, False) for name in study.FIGURE_FILES}
+    expected["figures"] |= {str(layout.plot_table(name)): (False, False) for name in study.PLOT_TABLES}
     expected["report"] = {"outputs/report": (True, False)}
     return expected
 

@@ -25,8 +25,9 @@ from kdinterp.core.config import ParamsError
 from kdinterp.core.errors import UnknownModelError
 from kdinterp.core.params import ControlParams, DistilledParams, ModelParams, OptimParams, Params, StudentParams, TeacherParams
 
-__all__ = ["ACTIVATION_GRID_FILE", "FIG1_FILE", "FIGURES_DIR", "FIGURE_FILES", "GRADIENT_GRID_FILE", "GROUPS",
-           "PER_CATEGORY_FILE", "PRETRAINED_DIR", "REPRODUCTION_FILE", "ROLES", "SENSITIVITY_FILE", "Group", "Layout", "Model", "check", "find", "find_key", "models"]
+__all__ = ["ACTIVATION_GRID_FILE", "FIG1_FILE", "FIGURES_DIR", "FIGURE_FILES", "GRADIENT_GRID_FILE", "GROUPS", "IOU_PLOT",
+           "PER_CATEGORY_FILE", "PLOT_TABLES", "PRETRAINED_DIR", "QUANTILE_PLOT", "REPRODUCTION_FILE", "ROLES",
+           "SENSITIVITY_FILE", "TRAINING_PLOT", "Group", "Layout", "Model", "check", "find", "find_key", "models"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
@@ -46,6 +47,13 @@ GRADIENT_GRID_FILE = "fig_loss_gradient_grid.png"
 REPRODUCTION_FILE = "REPRODUCTION.md"
 FIGURE_FILES: tuple[str, ...] = (FIG1_FILE, PER_CATEGORY_FILE, SENSITIVITY_FILE, ACTIVATION_GRID_FILE, GRADIENT_GRID_FILE,
                                  REPRODUCTION_FILE)
+
+#: The plot-ready tables stage ``figures`` writes for ``dvc plots show`` (:meth:`Layout.plot_table`;
+#: :mod:`kdinterp.reporting.dvc_plots`); dvc.yaml's figures outs and top-level ``plots:`` name the same (tests/test_plots.py).
+TRAINING_PLOT = "training.csv"
+IOU_PLOT = "detectors_vs_iou.csv"
+QUANTILE_PLOT = "detectors_vs_quantile.csv"
+PLOT_TABLES: tuple[str, ...] = (TRAINING_PLOT, IOU_PLOT, QUANTILE_PLOT)
 
 
 # --------------------------------------------------------------------------- groups and models
@@ -315,6 +323,10 @@ class Layout:
         """The folder of ``measure``'s outputs for ``model`` (None: a study-wide measure), or one of its files."""
         directory = self.root / measure / (model.key if model is not None else "")
         return directory if file is None else directory / file
+
+    def plot_table(self, name: str) -> Path:
+        """A plot-ready table of stage ``figures`` for ``dvc plots show`` (``plots/<name>``, one of :data:`PLOT_TABLES`)."""
+        return self.root / "plots" / name
 
     @property
     def data_validation(self) -> Path:

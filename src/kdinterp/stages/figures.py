@@ -17,6 +17,7 @@ from kdinterp.core import study
 from kdinterp.core.io import write_text
 from kdinterp.core.params import Params
 from kdinterp.core.study import FIG1_FILE, PER_CATEGORY_FILE, REPRODUCTION_FILE, SENSITIVITY_FILE
+from kdinterp.reporting.dvc_plots import write_plot_tables
 from kdinterp.reporting.figures import (
     STYLE,
     plot_accuracy_detectors,
@@ -33,7 +34,8 @@ __all__ = ["make_figures"]
 
 def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
     """Stage ``figures``: write the three figures, the two P14 grids (when params.yaml has a ``saliency``
-    section) and ``REPRODUCTION.md`` into ``out``.
+    section) and ``REPRODUCTION.md`` into ``out``, and the plot-ready tables of ``dvc plots show``
+    (:func:`kdinterp.reporting.dvc_plots.write_plot_tables`) into ``layout``.
 
     Args:
         params: the run's parameters.
@@ -57,3 +59,4 @@ def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
         for name, grid in grids.items():
             save_figure(grid, out / name)
     write_text(out / REPRODUCTION_FILE, reproduction_markdown(params, run))
+    write_plot_tables(params, layout, run)
