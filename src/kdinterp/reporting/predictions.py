@@ -48,8 +48,9 @@ NOT_MEASURED = "not measured"
 
 #: The saliency method of P12. The paper does not say which it used (research/paper.md §4.2,
 #: [NOT FOUND]); Grad-CAM is fixed here before any result: Tjoa & Guan introduce a CAM variant
-#: (mabCAM) as the heatmap method that suits their ground truth, and Grad-CAM reads layer4, the
-#: layer the study dissects. The other methods' scores are in every saliency five_band.csv.
+#: (mabCAM) as the heatmap method that suits their ground truth. Grad-CAM reads ``saliency.layer``
+#: (layer2 since its re-registration, docs/instrument.md §8; layer4's 2x2 map gave ~99% recall and FPR).
+#: The other methods' scores are in every saliency five_band.csv.
 P12_METHOD = "grad_cam"
 
 #: A selector: the ``(a, b)`` model-name pairs a part compares in a run (``a − b``), and their T where a trend.
@@ -199,7 +200,7 @@ PREDICTIONS: tuple[PredictionSpec, ...] = (
                    (PartSpec("diffroar", roles("kd", "scratch"), +1),)),
     PredictionSpec("P14a", "input-loss gradient mass inside the object: KD > scratch", "qualitative (figure)",
                    "[FIGS]", (PartSpec(object_mass("loss_gradient"), roles("kd", "scratch"), +1),), needs=_saliency),
-    PredictionSpec("P14b", "layer4 activation mass inside the object: KD > scratch and KD > LS",
+    PredictionSpec("P14b", "activation mass inside the object (paper: layer4; here saliency.layer): KD > scratch and KD > LS",
                    "qualitative (figure)", "[FIGS]", (PartSpec(object_mass("activation"), roles("kd", "scratch"), +1),
                                                       PartSpec(object_mass("activation"), roles("kd", "ls"), +1)),
                    needs=_saliency),

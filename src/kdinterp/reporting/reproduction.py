@@ -260,9 +260,11 @@ def _saliency_section(params: Params, run: RunResults) -> str:
         "Attribution maps of the true class on the validation images (Captum; `saliency.methods`), scored against the "
         "concept world's ground truth (background / object / discriminative part) with Tjoa & Guan's five-band "
         "score (src/kdinterp/measures/saliency/five_band.py), in %: mean \u00b1 sd over seeds. Object mass: the share of a map's "
-        "mass inside the object region.", "",
+        "mass inside the object region. Grad-CAM and the activation map read "
+        f"`{params.saliency.layer}` (`saliency.layer`; re-registered from layer4 after seeing results: "
+        "docs/instrument.md \u00a78).", "",
         markdown_table(["model", "method", "n", "pixel accuracy", "precision", "recall", "FPR", "object mass"], rows),
-        "", markdown_table(["model", "n", "loss-gradient object mass (%)", "layer4 activation object mass (%)"], masses),
+        "", markdown_table(["model", "n", "loss-gradient object mass (%)", f"{params.saliency.layer} activation object mass (%)"], masses),
     ])
 
 

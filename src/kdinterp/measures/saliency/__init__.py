@@ -1,7 +1,7 @@
 """Measure ``saliency`` (stage ``saliency_*@``): saliency maps on the val images, scored against the ground truth.
 
 For P12 (five-band scores, Tjoa & Guan 2020: :mod:`kdinterp.measures.saliency.five_band`) and P14
-(object mass shares of the loss gradient and the layer4 activation, research/paper.md §4.2). The maps
+(object mass shares of the loss gradient and the activation of ``saliency.layer``, research/paper.md §4.2). The maps
 are Captum's (:mod:`kdinterp.measures.saliency.attribution`). Outputs per model under
 ``outputs/saliency/<key>/``: ``five_band.csv`` (:data:`FIVE_BAND_COLUMNS`; committed), ``summary.json``
 (:class:`SaliencySummary`; committed, ``dvc metrics``) and ``maps.npz`` (a few images' maps for the

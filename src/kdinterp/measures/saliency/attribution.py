@@ -1,4 +1,4 @@
-"""Saliency maps of a classifier, computed with Captum, and the layer4 activation map of the paper's grid.
+"""Saliency maps of a classifier, computed with Captum, and the activation map of the paper's grid (the paper: layer4; here `saliency.layer`).
 
 Every map here is ``(N, H, W)`` float32, non-negative, at the input resolution, for images
 ``(N, 3, H, W)`` normalised as for training and their classes ``(N,)`` int64. The attribution is
@@ -12,7 +12,7 @@ Methods (:data:`kdinterp.measures.saliency.METHODS`; Captum 0.9, https://captum.
   reduction of the five-band reference code, Tjoa & Guan 2020: ``sum_pixels_over_channels``).
 * ``input_x_gradient``: ``captum.attr.InputXGradient`` (Shrikumar et al., 2016): ``x * dlogit/dx``,
   summed over channels (the first-order contribution of a pixel), then its absolute value.
-* ``grad_cam``: ``captum.attr.LayerGradCam`` on ``layer4`` (Selvaraju et al., ICCV 2017): channel
+* ``grad_cam``: ``captum.attr.LayerGradCam`` on ``saliency.layer`` (default ``layer4``) (Selvaraju et al., ICCV 2017): channel
   weights = spatial mean of the target logit's gradient, ReLU of the weighted channel sum, then
   ``LayerAttribution.interpolate`` (bilinear) to the input size and a ReLU (bilinear interpolation
   keeps values >= 0 anyway).
@@ -23,7 +23,7 @@ Methods (:data:`kdinterp.measures.saliency.METHODS`; Captum 0.9, https://captum.
 
 For P14 (research/paper.md §4.2): :func:`loss_gradient` (the absolute input gradient of the
 cross-entropy loss, summed over channels; ``Saliency`` of the log-softmax, whose gradient is
-minus the loss's) and :func:`activation_map` (layer4's channel-mean activation, upsampled), with
+minus the loss's) and :func:`activation_map` (a layer's channel-mean activation, upsampled), with
 :func:`overlay`, the paper code's ``(act * 0.8 + 0.2) * image``.
 """
 

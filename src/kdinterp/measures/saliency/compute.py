@@ -1,7 +1,7 @@
 """Stage ``saliency_*@``: saliency maps of one model on the validation images, scored against the ground truth.
 
 For P12 (five-band scores, :mod:`kdinterp.measures.saliency.five_band`) and P14 (object mass shares of the loss
-gradient and the layer4 activation, research/paper.md §4.2).
+gradient and the activation of ``saliency.layer``, research/paper.md §4.2).
 """
 
 from __future__ import annotations
