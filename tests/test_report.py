@@ -311,3 +311,22 @@ def test_cli_missing_input_exits_1_with_the_file(run, monkeypatch) -> None:
     result = runner.invoke(app, ["report", "--outputs", str(layout.root), "--out", str(out)])
     assert result.exit_code == 1, result.output
     assert "scratch-0/top_images.npz: missing input of stage report" in result.output
+
+
+def test_chart_legend_shows_every_entry_inside_the_chart() -> None:
+    """Nine models with long labels (the default study's index page): every legend entry lies inside the svg
+    (one row of them ran past its right edge, hiding LS and the untrained controls), in rows below each other."""
+    from kdinterp.reporting.html import Series, bar_chart_svg
+
+    labels = [f"{name} (mean of 3 seeds)" for name in ("teacher", "scratch", "kd", "ls", "shuffled", "random_init",
+                                                        "random_init_bn", "scratch_epoch2", "scratch_epoch4")]
+    svg = bar_chart_svg(["object", "part", "scene"], [Series(label, "#123456", (1.0, 2.0, 0.0)) for label in labels],
+                        "chart")
+    width = float(re.search(r'<svg class="chart" width="([\d.]+)"', svg).group(1))
+    entries = re.findall(r'<text class="legend" x="([\d.]+)" y="([\d.]+)">([^<]+)</text>', svg)
+    assert [label for _, _, label in entries] == labels
+    assert all(float(x) + 7 * len(label) <= width for x, _, label in entries), (width, entries)
+    assert len({y for _, y, _ in entries}) > 1  # wrapped
+    first_bar = min(float(y) for y in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="\d+" height="[\d.]+" '
+                                                  r'fill="#123456"><title>', svg))
+    assert max(float(y) for _, y, _ in entries) < first_bar  # the legend rows sit above the bars

@@ -13,6 +13,7 @@ from kdinterp.core.config import ParamsError
 from kdinterp.core.params import DistilledParams
 from kdinterp.measures import evaluation
 from kdinterp.measures.registry import MEASURES, load_params, stage_modules
+from kdinterp.reporting.headline import headline_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,8 @@ def test_method_table_builds_every_method_with_one_signature(params) -> None:
 
 
 def _expected_outputs(params) -> dict[str, dict[str, tuple[bool, bool]]]:
-    """Stage -> {output path: (cached, metric)}, from the study contract and the measure registry."""
+    """Stage -> {output path: (cached, metric)}, from the study contract and the measure registry; the only
+    DVC metrics are the headline files of stage figures (kdinterp.reporting.headline)."""
     layout = study.Layout()
     expected: dict[str, dict[str, tuple[bool, bool]]] = {}
     for model in study.models(params):
@@ -115,14 +117,15 @@ def _expected_outputs(params) -> dict[str, dict[str, tuple[bool, bool]]]:
         expected[model.stage("train")] = outs
         for measure in MEASURES:
             if measure.per_model and measure.applies(model):
-                expected[measure.stage_of(model)] = {str(measure.path(layout, model, o)): (o.cache, o.metric)
+                expected[measure.stage_of(model)] = {str(measure.path(layout, model, o)): (o.cache, False)
                                                      for o in measure.outputs}
     for measure in MEASURES:
         if not measure.per_model:
-            expected[measure.stage] = {str(measure.path(layout, None, o)): (o.cache, o.metric) for o in measure.outputs}
+            expected[measure.stage] = {str(measure.path(layout, None, o)): (o.cache, False) for o in measure.outputs}
     expected["validate"] = {str(layout.dissection_validation): (False, False)}
     expected["validate_data"] = {str(layout.data_validation): (False, False)}
-    expected["figures"] = {str(study.FIGURES_DIR / name): (False, False) for name in study.FIGURE_FILES}
+    expected["figures"] = {**{str(study.FIGURES_DIR / name): (False, False) for name in study.FIGURE_FILES},
+                           str(headline_dir(layout)): (False, True)}   # the only metrics: one file per model
     expected["figures"] |= {str(layout.plot_table(name)): (False, False) for name in study.PLOT_TABLES}
     expected["report"] = {"outputs/report": (True, False)}
     return expected
@@ -176,7 +179,7 @@ def test_cache_rule_every_output_is_in_git_or_in_the_dvc_cache(params, dvc_stage
     assert set(checkpoints) <= _git_ignored(checkpoints)  # local resume state: neither git nor DVC
     assert not any(p.startswith(str(layout.root / "checkpoints")) for p in cached)
     metrics = {str(evaluation.MEASURE.path(layout, m, evaluation.METRICS)) for m in study.models(params)}
-    assert metrics <= {p for p, use in cached.items() if not use}
+    assert metrics | {str(headline_dir(layout))} <= {p for p, use in cached.items() if not use}
 
 
 def _family(stage: str) -> str:

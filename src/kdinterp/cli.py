@@ -172,7 +172,7 @@ def validate_data(
 @app.command()
 def figures(outputs: Outputs = Path("outputs"), out: Out = Path("paper_figures"),
             params: Params = Path("params.yaml")) -> None:
-    """Draw the paper's figures and write REPRODUCTION.md (stage figures)."""
+    """Draw the paper's figures, write REPRODUCTION.md and the headline metrics outputs/metrics/ (stage figures)."""
     from kdinterp.core.study import Layout
     from kdinterp.stages.figures import make_figures
 

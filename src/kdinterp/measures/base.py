@@ -23,13 +23,13 @@ class Output:
     Attributes:
         name: the file name inside the measure's folder (``outputs/<measure>/<key>/<name>``).
         cache: True: DVC-cached and pushed to the remote (git-ignored); False: small, committed to git.
-        metric: a JSON file that ``dvc metrics show`` reads (always committed).
+            No measure output is a DVC ``metrics`` output: the study's metrics are the headline
+            numbers per model (:mod:`kdinterp.reporting.headline`, written by stage ``figures``).
         description: what it holds, for dvc.yaml readers and the README.
     """
 
     name: str
     cache: bool = True
-    metric: bool = False
     description: str = ""
 
 

@@ -44,6 +44,31 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
 
 
+#: Height of one row of a chart's legend (px); an entry's width is :func:`_legend_width`.
+_LEGEND_ROW = 22
+#: The narrowest a legend row may be before it wraps (px), for a chart of few groups.
+_LEGEND_MIN_WIDTH = 480
+
+
+def _legend_width(label: str) -> float:
+    """Room for one legend entry: the 12 px swatch, a gap, the label at 12 px (at most ~7.5 px a character
+    in the page's sans-serif), and the space before the next entry."""
+    return 16 + 7.5 * len(label) + 18
+
+
+def _legend_layout(labels: Sequence[str], left: float, width: float) -> list[tuple[float, float]]:
+    """The ``(x, y)`` of each legend entry: left to right from ``left``, wrapping to a new row of
+    :data:`_LEGEND_ROW` px before a row would pass ``width`` (at least :data:`_LEGEND_MIN_WIDTH`). A legend
+    in one row wider than the chart was cut at the svg's right edge, hiding its last entries."""
+    places, x, y = [], left, 0
+    for label in labels:
+        if x > left and x + _legend_width(label) > max(width, _LEGEND_MIN_WIDTH):
+            x, y = left, y + _LEGEND_ROW
+        places.append((x, y))
+        x += _legend_width(label)
+    return places
+
+
 def bar_chart_svg(categories: Sequence[str], series: Sequence[Series], title: str) -> str:
     """An inline SVG bar chart: one group of bars per category, one bar per series, values on top.
 
@@ -54,13 +79,15 @@ def bar_chart_svg(categories: Sequence[str], series: Sequence[Series], title: st
         title: the chart's accessible title.
 
     Returns:
-        An ``<svg>`` element. A chart whose values are all zero draws empty groups
-        (NetDissect-Lite's bar graph crashes there).
+        An ``<svg>`` element, wide enough for its groups and every legend entry (the legend wraps into
+        rows). A chart whose values are all zero draws empty groups (NetDissect-Lite's bar graph crashes there).
     """
-    bar, group_gap, plot_height, top, bottom = max(18, 48 // len(series)), 22, 150, 18, 24
-    legend = 22 if len(series) > 1 else 0
+    bar, group_gap, plot_height, top, bottom = max(28, 48 // len(series)), 22, 150, 18, 24  # 28 px: a "39.7" on top
     group = max(bar * len(series), 64)  # room for the category name
     width = group_gap + len(categories) * (group + group_gap)
+    entries = _legend_layout([s.label for s in series], group_gap, width) if len(series) > 1 else []
+    width = max([width, *(x + _legend_width(s.label) for (x, _), s in zip(entries, series))])
+    legend = max((y for _, y in entries), default=-_LEGEND_ROW) + _LEGEND_ROW
     base = legend + top + plot_height
     peak = max([1, *(value for s in series for value in s.values)])
     svg = [f'<svg class="chart" width="{width}" height="{base + bottom}" '
@@ -77,12 +104,9 @@ def bar_chart_svg(categories: Sequence[str], series: Sequence[Series], title: st
         svg.append(f'<text class="category" x="{x0 + (bar * len(series) - 2) / 2:.1f}" y="{base + 16}">'
                    f"{_e(category)}</text>")
     svg.append(f'<line class="axis" x1="{group_gap / 2}" y1="{base}" x2="{width - group_gap / 2}" y2="{base}"/>')
-    if legend:
-        x = group_gap
-        for s in series:
-            svg.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{_e(s.color)}"/>'
-                       f'<text class="legend" x="{x + 16}" y="14">{_e(s.label)}</text>')
-            x += 16 + 8 * len(s.label) + 18  # about 8 px per character at 12 px
+    for (x, y), s in zip(entries, series):
+        svg.append(f'<rect x="{x}" y="{y + 4}" width="12" height="12" fill="{_e(s.color)}"/>'
+                   f'<text class="legend" x="{x + 16}" y="{y + 14}">{_e(s.label)}</text>')
     svg.append("</svg>")
     return "\n".join(svg)
 

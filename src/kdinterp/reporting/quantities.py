@@ -69,6 +69,7 @@ def calibrated_primary(m: ModelResult, record: str = "calibrated") -> float:
 #: Every quantity a prediction or a curve compares, by key.
 QUANTITIES: dict[str, Quantity] = {
     "top1": Quantity("top-1", "pp", ".2f", lambda m: 100 * m.evaluation.top1),
+    "top5": Quantity("top-5", "pp", ".2f", lambda m: 100 * m.evaluation.top5),
     "detectors": Quantity("#detectors", "detectors", ".1f", lambda m: m.dissection.num_detectors, _num_units),
     "calibrated_primary": Quantity("#detectors (calibrated, primary categories)", "detectors", ".1f",
                                    calibrated_primary, _num_units),

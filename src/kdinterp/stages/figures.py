@@ -1,8 +1,9 @@
-"""Stage ``figures``: the paper-figure counterparts and ``REPRODUCTION.md``, from the run's outputs.
+"""Stage ``figures``: the paper-figure counterparts, ``REPRODUCTION.md`` and the DVC metrics, from the run's outputs.
 
 Every input is read through the measures (:func:`kdinterp.reporting.results.load_run`) and checked
 before anything is written; the figures are drawn by :mod:`kdinterp.reporting.figures` and
-:mod:`kdinterp.reporting.grids`, the report by :mod:`kdinterp.reporting.reproduction`.
+:mod:`kdinterp.reporting.grids`, the report by :mod:`kdinterp.reporting.reproduction`, the headline metrics per model
+(``outputs/metrics/<key>.json``, dvc.yaml's ``metrics``) by :mod:`kdinterp.reporting.headline`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kdinterp.reporting.figures import (
     save_figure,
 )
 from kdinterp.reporting.grids import draw_grids
+from kdinterp.reporting.headline import write_headline
 from kdinterp.reporting.reproduction import reproduction_markdown
 from kdinterp.reporting.results import RunResults, load_run
 
@@ -34,8 +36,9 @@ __all__ = ["make_figures"]
 
 def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
     """Stage ``figures``: write the three figures, the two P14 grids (when params.yaml has a ``saliency``
-    section) and ``REPRODUCTION.md`` into ``out``, and the plot-ready tables of ``dvc plots show``
-    (:func:`kdinterp.reporting.dvc_plots.write_plot_tables`) into ``layout``.
+    section) and ``REPRODUCTION.md`` into ``out``, the plot-ready tables of ``dvc plots show``
+    (:func:`kdinterp.reporting.dvc_plots.write_plot_tables`) into ``layout``, and every model's headline
+    metrics into ``outputs/metrics/`` (:func:`kdinterp.reporting.headline.write_headline`).
 
     Args:
         params: the run's parameters.
@@ -60,3 +63,4 @@ def make_figures(params: Params, layout: study.Layout, out: Path) -> None:
             save_figure(grid, out / name)
     write_text(out / REPRODUCTION_FILE, reproduction_markdown(params, run))
     write_plot_tables(params, layout, run)
+    write_headline(params, run, layout)

@@ -3,7 +3,8 @@
 DiffROAR(k) = accuracy of an evaluator retrained on the top-k attributed pixels minus that on the
 bottom-k (:mod:`kdinterp.measures.diffroar.evaluator`). Measured for the students (the teacher and
 the untrained controls are not assessed; P13 compares KD with scratch). Output per model:
-``outputs/diffroar/<key>/summary.json`` (:class:`DiffROARSummary`; committed, ``dvc metrics``).
+``outputs/diffroar/<key>/summary.json`` (:class:`DiffROARSummary`; committed;
+headline numbers in ``outputs/metrics/``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kdinterp.measures.saliency import METHODS
 
 __all__ = ["MEASURE", "SUMMARY", "DiffROARParams", "DiffROARPoint", "DiffROARSummary", "EvaluatorRecord"]
 
-SUMMARY = Output("summary.json", cache=False, metric=True, description="per k: top-k and bottom-k accuracy, DiffROAR")
+SUMMARY = Output("summary.json", cache=False, description="per k: top-k and bottom-k accuracy, DiffROAR")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ NetDissect-Lite semantics, as in the paper's code (``research/dissection.md``); 
 (:data:`~kdinterp.dissection.tables.UNITS_COLUMNS`), ``top_images.npz``, ``sensitivity.csv``
 (:data:`~kdinterp.dissection.sensitivity.SENSITIVITY_COLUMNS`), ``calibrated.csv`` (:data:`CALIBRATED_COLUMNS`,
 the calibrated detector of :mod:`kdinterp.dissection.calibrated`; all DVC-cached) and ``summary.json``
-(:class:`DissectionSummary`; committed, ``dvc metrics``).
+(:class:`DissectionSummary`; committed;
+headline numbers in ``outputs/metrics/``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ TOP_IMAGES = Output("top_images.npz", description="each unit's top-activating pr
 SENSITIVITY = Output("sensitivity.csv", description="detectors over quantiles x IoU thresholds, rotated basis")
 CALIBRATED = Output("calibrated.csv", description="one row per unit: concept chosen on half A, permutation test on "
                     "half B, BH q-value, calibrated detector flag")
-SUMMARY = Output("summary.json", cache=False, metric=True, description="detectors, unique concepts, probe bootstrap")
+SUMMARY = Output("summary.json", cache=False, description="detectors, unique concepts, probe bootstrap")
 
 
 @dataclass(frozen=True)

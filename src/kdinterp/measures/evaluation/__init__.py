@@ -1,7 +1,8 @@
 """Measure ``evaluation`` (stage ``evaluate_*@``): classification metrics on val, and the val logits.
 
 Outputs per model under ``outputs/evaluation/<key>/``: ``metrics.json`` (:class:`EvaluationSummary`:
-top-1, top-5, NLL, ECE; committed, ``dvc metrics``) and ``predictions.npz`` (the val logits
+top-1, top-5, NLL, ECE; committed;
+headline numbers in ``outputs/metrics/``) and ``predictions.npz`` (the val logits
 ``(N, K)`` float32 and targets ``(N,)`` int64, read by the similarity measure).
 """
 
@@ -16,7 +17,7 @@ from kdinterp.measures.base import Measure, Output
 
 __all__ = ["MEASURE", "METRICS", "PREDICTIONS", "EvaluationSummary"]
 
-METRICS = Output("metrics.json", cache=False, metric=True, description="top-1, top-5, NLL, ECE on val")
+METRICS = Output("metrics.json", cache=False, description="top-1, top-5, NLL, ECE on val")
 PREDICTIONS = Output("predictions.npz", description="val logits and targets")
 
 

@@ -4,7 +4,8 @@ For P12 (five-band scores, Tjoa & Guan 2020: :mod:`kdinterp.measures.saliency.fi
 (object mass shares of the loss gradient and the activation of ``saliency.layer``, research/paper.md §4.2). The maps
 are Captum's (:mod:`kdinterp.measures.saliency.attribution`). Outputs per model under
 ``outputs/saliency/<key>/``: ``five_band.csv`` (:data:`FIVE_BAND_COLUMNS`; committed), ``summary.json``
-(:class:`SaliencySummary`; committed, ``dvc metrics``) and ``maps.npz`` (a few images' maps for the
+(:class:`SaliencySummary`; committed;
+headline numbers in ``outputs/metrics/``) and ``maps.npz`` (a few images' maps for the
 P14 grids; cached). ``saliency: null`` in params.yaml turns the measure off (data without ground truth).
 """
 
@@ -32,7 +33,7 @@ FIVE_BAND_COLUMNS: tuple[str, ...] = ("method", "num_images", "pixel_acc", "prec
 
 MAPS = Output("maps.npz", description="a few images' maps, for the P14 grids")
 FIVE_BAND = Output("five_band.csv", cache=False, description="five-band scores per attribution method")
-SUMMARY = Output("summary.json", cache=False, metric=True, description="five-band means and object mass shares")
+SUMMARY = Output("summary.json", cache=False, description="five-band means and object mass shares")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Measure ``similarity`` (stage ``similarity``): class-similarity information in every model's val outputs.
 
 Study-wide: one stage reads every model's val logits (``outputs/evaluation/<key>/predictions.npz``)
-and writes ``outputs/similarity/summary.json`` (:class:`SimilaritySummary`; committed, ``dvc
-metrics``): per model the within-class entropy under both candidate definitions of
+and writes ``outputs/similarity/summary.json`` (:class:`SimilaritySummary`; committed;
+its headline numbers are in ``outputs/metrics/``): per model the within-class entropy under both candidate definitions of
 research/paper.md §5, the agreement of its class similarities with the reference teacher's, and
 (on the concept world) its non-target mass on same-type classes (:mod:`kdinterp.measures.similarity.scores`).
 """
@@ -18,7 +18,7 @@ from kdinterp.measures.base import Measure, Output
 
 __all__ = ["MEASURE", "SUMMARY", "ModelSimilarity", "SimilaritySummary"]
 
-SUMMARY = Output("summary.json", cache=False, metric=True,
+SUMMARY = Output("summary.json", cache=False,
                  description="within-class entropy, teacher agreement, same-type mass per model")
 
 
