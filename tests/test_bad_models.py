@@ -136,3 +136,29 @@ def test_debug_shows_the_traceback(project) -> None:
     result = CliRunner().invoke(app, ["--debug", "evaluate", "teacher", "--params", str(params),
                                       "--outputs", str(outputs)])
     assert isinstance(result.exception, CheckpointError) and "model file not found" in str(result.exception)
+
+
+@pytest.mark.parametrize("where", [0.0, 0.5, 1.0])  # first, middle and last byte of the tensor data
+def test_a_flipped_byte_in_the_weights_is_refused(project, where: float) -> None:
+    """DVC's hash protects a pull, not the local copy: the header's tensor digest catches a flipped bit on load."""
+    model_file = project[2]
+    save_model(_model(), model_file, SPEC, CLASSES)
+    data = bytearray(model_file.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # safetensors: u64 header length, JSON header, tensor bytes
+    data[start + int(where * (len(data) - 1 - start))] ^= 0x01
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match the hash"):
+        load_model(model_file, SPEC)
+    _evaluate_refused(project, "corrupted", "dvc pull", "dvc repro")
+
+
+def test_a_header_without_the_tensor_digest_is_refused(project) -> None:
+    """A corrupted key (``tensors_sha256`` -> ``tensors_sha257``) must not turn the check off."""
+    model_file = project[2]
+    save_model(_model(), model_file, SPEC, CLASSES)
+    data = model_file.read_bytes()
+    assert data.count(b"tensors_sha256") == 1
+    model_file.write_bytes(data.replace(b"tensors_sha256", b"tensors_sha257"))
+    with pytest.raises(CheckpointError, match="no 'tensors_sha256' digest"):
+        load_model(model_file, SPEC)
+    _evaluate_refused(project, "dvc pull", "dvc repro")

@@ -229,7 +229,7 @@ def test_code_closure_follows_lazy_and_relative_imports() -> None:
 def test_params_module_sits_below_the_data_generator() -> None:
     files = {str(p.relative_to(codedeps.PACKAGE)) for p in codedeps.closure("kdinterp.core.params")}
     assert files == {"__init__.py", "core/__init__.py", "core/config.py", "core/errors.py", "core/params.py",
-                     "core/verdict_params.py"}
+                     "core/paramsfile.py", "core/verdict_params.py"}
 
 
 def test_teacher_weights_must_lie_in_the_folder_dvc_tracks(params) -> None:

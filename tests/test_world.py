@@ -15,9 +15,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from kdinterp.core.config import ParamsError
+from kdinterp.core.errors import OutputError
 from kdinterp.core.params import WorldParams
 from kdinterp.world.catalog import BRODEN_ORDER
-from kdinterp.world.cli import app
+from kdinterp.cli import app
 from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES, name_colors
 from kdinterp.world.coverage import concept_coverage
 from kdinterp.world.generate import generate_world
@@ -210,7 +211,7 @@ def test_coverage_from_files_equals_world_json_and_stays_under_the_bound(world_d
 
 def test_non_empty_output_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutputError, match="is a folder that is not empty"):
         generate_world(PARAMS, tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
@@ -262,12 +263,13 @@ def test_cli_generate_writes_a_world_and_refuses_to_overwrite(tmp_path: Path) ->
     params = tmp_path / "params.yaml"
     params.write_text("world:\n  object_types: 2\n  subtypes_per_type: 2\n  train_per_class: 1\n"
                       "  val_per_class: 1\n  probe_images: 6\n")
-    args = ["generate", "--params", str(params), "--out", str(tmp_path / "w"), "--workers", "1", "--quiet"]
+    args = ["world", "generate", "--params", str(params), "--out", str(tmp_path / "w"), "--workers", "1", "--quiet"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert json.loads((tmp_path / "w" / "world.json").read_text())["counts"]["probe"] == 6
     second = CliRunner().invoke(app, args)
-    assert second.exit_code == 2 and "not empty" in second.output
+    assert second.exit_code == 1 and second.stderr.startswith("error: ") and "not empty" in second.stderr
+    assert len(second.stderr.splitlines()) == 1, second.stderr  # one line, not wrapped at 80 columns
 
 
 def test_vocabulary_is_consistent() -> None:
@@ -380,7 +382,7 @@ def test_saliency_maps_are_the_pixels_where_the_object_and_its_part_show(tmp_pat
 
 def test_preview_shows_every_class_with_its_saliency_map(world_dir: Path, world: dict, tmp_path: Path) -> None:
     out = tmp_path / "preview.png"
-    result = CliRunner().invoke(app, ["preview", "--world", str(world_dir), "--out", str(out), "--probe-scenes", "2"])
+    result = CliRunner().invoke(app, ["world", "preview", "--world", str(world_dir), "--out", str(out), "--probe-scenes", "2"])
     assert result.exit_code == 0, result.output
     sheet = np.asarray(Image.open(out).convert("RGB"))
     red = np.all(sheet == (255, 0, 0), axis=2)

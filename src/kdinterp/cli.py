@@ -7,9 +7,11 @@ Heavy libraries are imported inside the commands so that ``--help`` is instant.
 
 One rule for errors, in one place (:class:`_Group`, the app's command group): a user error, i.e. a
 :class:`kdinterp.core.errors.KdinterpError` (bad params, missing or malformed data, wrong or broken
-checkpoints, non-finite values, failed validation) or a missing file, prints one line,
+checkpoints, non-finite values, failed validation, an output that cannot be written), a missing file or a
+fault of the machine (a full disk, no permission: :func:`kdinterp.core.errors.environment_fault`) prints one line,
 ``error: <what, which file (and row or key), the fix>``, and exits with status 1; the stages write
-their outputs atomically, so nothing partial is left. Any other exception is an internal bug and
+their outputs atomically, so nothing partial is left. Every command, ``kdinterp world ...`` included, goes
+through this one place; none catches errors of its own. Any other exception is an internal bug and
 keeps its traceback; ``kdinterp --debug COMMAND`` shows the traceback of user errors too.
 """
 
@@ -23,7 +25,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from kdinterp.core.errors import KdinterpError
+from kdinterp.core.errors import KdinterpError, environment_fault
 from kdinterp.world.cli import app as world_app
 
 #: What the CLI reports as a user error (one line, exit status 1) rather than a bug (a traceback).
@@ -36,11 +38,25 @@ class _Group(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as err:
-            if ctx.params.get("debug"):
+        except Exception as err:
+            message = user_error(err)
+            if message is None or ctx.params.get("debug"):
                 raise
-            typer.secho(f"error: {one_line(err)}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=1) from None
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message of a user error, or ``None`` for a bug (which keeps its traceback).
+
+    User errors are :data:`USER_ERRORS` and the ``OSError`` s of the machine that
+    :func:`kdinterp.core.errors.environment_fault` names (full disk, no permission, a file where a folder belongs).
+    """
+    if isinstance(err, USER_ERRORS):
+        return one_line(err)
+    if isinstance(err, OSError) and (fault := environment_fault(err)) is not None:
+        return one_line(fault)
+    return None
 
 
 def one_line(err: BaseException) -> str:

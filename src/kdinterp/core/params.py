@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from kdinterp.core.config import ParamsError, check_ranges, from_mapping, ranged, require
+from kdinterp.core.paramsfile import read_params_file
 from kdinterp.core.verdict_params import (
     InstrumentControls,
     InstrumentCriteria,
@@ -386,28 +385,15 @@ def load_params(path: str | Path, sections: dict[str, Section]) -> Params:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ParamsError: a key is unknown, missing or of the wrong type; the message names the file and
-            the dotted key.
+        ParamsError: a key is unknown, missing or of the wrong type, or the file is too large
+            (:func:`kdinterp.core.paramsfile.read_params_file`); the message names the file and the dotted key.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: parameter file not found (run from the repository root)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{p}: not valid YAML ({yaml_problem(err)}); fix the syntax there, or "
-                          "`git checkout params.yaml` for the default") from err
+    raw = read_params_file(p, known=(*CORE_SECTIONS, *sections))
     try:
         return parse_params(raw, sections)
     except ParamsError as err:
         raise ParamsError(f"{p}: {err}") from None
-
-
-def yaml_problem(err: yaml.YAMLError) -> str:
-    """A YAML parse error on one line: the problem and where (``line 3, column 5: ...``)."""
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    problem = " ".join(str(getattr(err, "problem", None) or err).split())
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def as_dict(section: object) -> dict:

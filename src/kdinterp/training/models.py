@@ -161,7 +161,8 @@ def _check_header(path: Path, text: str) -> dict[str, Any]:
     """The parsed kdinterp header, checked to be what :func:`save_model` writes.
 
     Raises:
-        CheckpointError: not JSON, or not ``{"model": ModelParams, "classes": [str, ...], "info": {...}}``.
+        CheckpointError: not JSON, or not ``{"model": ModelParams, "classes": [str, ...], "info": {...},
+            "tensors_sha256": 64 hex digits}``.
     """
     fix = "it was not written by kdinterp.training.models.save_model; retrain it (`dvc repro`) or restore it (`dvc checkout`)"
     try:
@@ -179,6 +180,11 @@ def _check_header(path: Path, text: str) -> dict[str, Any]:
         spec = from_mapping(ModelParams, header["model"], "model")
     except ParamsError as err:
         raise CheckpointError(f"{path}: kdinterp header: {err}; {fix}") from None
+    digest = header.get("tensors_sha256")
+    if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise CheckpointError(f"{path}: the kdinterp header has no 'tensors_sha256' digest of the weights (a corrupted "
+                              "or foreign file); restore it with `dvc pull` (or `dvc checkout`), or retrain it with "
+                              "`dvc repro` of its train stage")
     return {**header, "model": dataclasses.asdict(spec), "info": info}
 
 
@@ -215,8 +221,7 @@ def load_model(path: str | Path, expected: ModelParams | None = None,
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: the weights cannot be read ({err}); restore the file (`dvc checkout`) "
                               "or retrain it (`dvc repro`)") from None
-    expected_hash = header.get("tensors_sha256")
-    if expected_hash is not None and tensors_sha256(state) != expected_hash:
+    if tensors_sha256(state) != header["tensors_sha256"]:  # present: checked by read_header
         raise CheckpointError(f"{path}: the weights do not match the hash in the file's header (the file is "
                               "corrupted); restore it with `dvc pull` (or `dvc checkout`), or retrain it with "
                               "`dvc repro` of its train stage")

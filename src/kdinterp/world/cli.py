@@ -1,4 +1,8 @@
-"""``kdinterp world ...``: generate and preview the concept world."""
+"""``kdinterp world ...``: generate and preview the concept world.
+
+Errors are reported by the ``kdinterp`` command's one error path (:mod:`kdinterp.cli`): run these commands
+as ``kdinterp world generate``, not through this sub-app alone.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from kdinterp.core.config import ParamsError
 from kdinterp.world.generate import generate_world
 from kdinterp.world.params import load_world_params
 from kdinterp.world.preview import write_preview
@@ -19,15 +22,9 @@ app = typer.Typer(
     help="The concept world: a procedural dataset with known concepts (classification set + Broden probe set).",
     no_args_is_help=True,
 )
-_err = Console(stderr=True)
 
 PARAMS_FILE = Path("params.yaml")
 WORLD_DIR = Path("data/concept_world")
-
-
-def _fail(err: Exception) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {err}")
-    return typer.Exit(code=2)
 
 
 @app.command()
@@ -38,10 +35,7 @@ def generate(
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
 ) -> None:
     """Generate the concept world: train/ and val/ (ImageFolder), probe/ (Broden layout), world.json."""
-    try:
-        world = generate_world(load_world_params(params), out, workers=workers, progress=not quiet)
-    except (ParamsError, FileExistsError, FileNotFoundError) as err:
-        raise _fail(err) from None
+    world = generate_world(load_world_params(params), out, workers=workers, progress=not quiet)
     if not quiet:
         top = max(world["coverage"], key=world["coverage"].get)
         counts = world["counts"]
@@ -57,7 +51,4 @@ def preview(
     probe_scenes: Annotated[int, typer.Option(min=1, help="Probe scenes shown with their masks.")] = 6,
 ) -> None:
     """Write a labelled PNG contact sheet: each class with its saliency map, probe scenes with their masks, textures."""
-    try:
-        write_preview(world, out, probe_scenes=probe_scenes)
-    except FileNotFoundError as err:
-        raise _fail(err) from None
+    write_preview(world, out, probe_scenes=probe_scenes)

@@ -21,9 +21,11 @@ Layout of a generated world::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import multiprocessing
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,9 +35,11 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from kdinterp.core.errors import OutputError, environment_fault
 from kdinterp.core.io import write_json
 from kdinterp.core.params import WorldParams
 from kdinterp.world.broden_writer import ProbeRecord, write_image, write_probe_image, write_tables
+from kdinterp.world.capacity import check_capacity
 from kdinterp.world.catalog import Catalog, WorldClass, build_catalog
 from kdinterp.world.colors import COLOR_NAMES, PROTOTYPES
 from kdinterp.world.compose import (
@@ -168,10 +172,20 @@ def _execute(params: WorldParams, out_dir: Path, jobs: list[_Job], workers: int,
     return [r for n in range(len(jobs)) for r in results[n]]
 
 
-def _prepare(out_dir: Path, staging: Path, catalog: Catalog) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir}: output directory exists and is not empty; delete it or choose another "
-                              f"--out (the concept world is only generated into an empty directory)")
+def _check_out(out_dir: Path) -> None:
+    """Refuse an output path the world cannot be generated into, before any work (see :func:`generate_world`)."""
+    fix = "the concept world is generated into a new or empty folder"
+    for parent in out_dir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{out_dir}: {parent} is a file, not a folder, so nothing can be created under it; "
+                              f"move that file away or choose another --out ({fix})")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file, not a folder; delete it or choose another --out ({fix})")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise OutputError(f"{out_dir}: is a folder that is not empty; delete it or choose another --out ({fix})")
+
+
+def _prepare(staging: Path, catalog: Catalog) -> None:
     shutil.rmtree(staging, ignore_errors=True)  # left over from a killed run
     for split in ("train", "val"):
         for cls in catalog.classes:
@@ -220,7 +234,10 @@ def generate_world(params: WorldParams, out_dir: str | Path, *, workers: int = 2
     """Generate the concept world into ``out_dir``, all or nothing.
 
     Everything is written into a sibling ``.<name>.partial`` directory that is renamed to
-    ``out_dir`` at the end, so an interrupted run leaves no half-written world behind. Writes
+    ``out_dir`` at the end, so an interrupted or failed run leaves no half-written world behind: the
+    staging directory, and the parents of ``out_dir`` it created, are removed. The output path, and
+    the memory and disk the world needs (:func:`kdinterp.world.capacity.check_capacity`), are checked
+    before anything is rendered. Writes
     ``train/<class>/<class>_<k>.png`` and ``val/...`` (ImageFolder layout, RGB PNG of
     ``params.image_size`` pixels), their saliency maps under ``saliency/`` (same relative paths),
     the Broden-layout probe set under ``probe/`` and, last, ``world.json``. Same ``params`` give
@@ -236,24 +253,38 @@ def generate_world(params: WorldParams, out_dir: str | Path, *, workers: int = 2
         The content of ``world.json``.
 
     Raises:
-        FileExistsError: ``out_dir`` exists and is not an empty directory.
+        OutputError: ``out_dir`` is a file, lies under a file or is a folder that is not empty; or a write
+            failed for a reason of the machine (full disk, no permission): the staging folder is removed.
+        ParamsError: the images would not fit in memory or on disk (:func:`kdinterp.world.capacity.check_capacity`).
         ValueError: ``workers`` < 1.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
-    staging = out.with_name(f".{out.name}.partial")
     catalog = build_catalog(params)
-    _prepare(out, staging, catalog)
+    _check_out(out)
+    check_capacity(params, out, workers=workers, n_classes=len(catalog.classes), n_labels=len(catalog.concepts))
+    full = Path(os.path.abspath(out))
+    if not full.name:
+        raise OutputError(f"{out}: the root folder cannot hold the concept world; choose another --out")
+    staging = full.with_name(f".{full.name}.partial")
+    created = [p for p in full.parents if not p.exists()]  # made by _prepare's mkdir, deepest first
     try:
+        _prepare(staging, catalog)
         records = _execute(params, staging, _plan(params, catalog), workers, progress)
         write_tables(staging / "probe", records, catalog.concepts)
         description = describe(params, catalog, records)
         write_json(staging / "world.json", description)
-    except BaseException:
+        if out.exists():
+            out.rmdir()  # empty, checked by _check_out
+        staging.rename(out)
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # deepest first; only while empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        fault = environment_fault(err, out) if isinstance(err, OSError) else None
+        if fault is not None:
+            raise fault from err
         raise
-    if out.exists():
-        out.rmdir()  # empty, checked by _prepare
-    staging.rename(out)
     return description

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from kdinterp.core.config import ParamsError, from_mapping
+from kdinterp.core.paramsfile import read_params_file
 from kdinterp.core.params import WorldParams
 from kdinterp.world.vocabulary import OBJECT_TYPES
 
@@ -41,18 +40,13 @@ def load_world_params(path: str | Path = "params.yaml") -> WorldParams:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ParamsError: not valid YAML, no ``world:`` section, or a bad key or value (the message
-            names the file and the dotted key).
+        ParamsError: too large or not valid YAML (:func:`kdinterp.core.paramsfile.read_params_file`), no
+            ``world:`` section, or a bad key or value (the message names the file and the dotted key).
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: parameter file not found (run from the repository root)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{p}: not valid YAML: {err}") from err
+    raw = read_params_file(p)
     if not isinstance(raw, dict) or "world" not in raw:
-        raise ParamsError(f"{p}: no 'world:' section")
+        raise ParamsError(f"{p}: no 'world:' section; add one (the repository's params.yaml has the default)")
     try:
         return check_vocabulary(from_mapping(WorldParams, raw["world"], "world"))
     except ParamsError as err:

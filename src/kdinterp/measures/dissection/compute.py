@@ -57,13 +57,14 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
     """
     configure_torch()
     spec = params.dissection
+    device = resolve_device(spec.device, "dissection.device")  # before any work: cuda without a GPU is refused
     net, _ = load_model(layout.model_file(model), model.arch)
     broden = load_broden(spec.broden_dir, spec.categories)
     dataset = BrodenDataset(broden, v2.PILToTensor())  # uint8 (3, H, W); normalised a batch at a time
     normalize = partial(to_normalized, mean=params.data.mean, std=params.data.std)
     band = spec.sensitivity
     result = dissection.dissect(net, spec.layer, dataset, quantile=spec.quantile, batch_size=spec.batch_size,
-                                device=resolve_device(spec.device, "dissection.device"), num_workers=params.data.num_workers,
+                                device=device, num_workers=params.data.num_workers,
                                 activation_rule=spec.activation_rule, top_images=spec.top_images,
                                 variants=_variants(spec, _layer_units(net, spec.layer, dataset, normalize)),
                                 blocks=band.bootstrap_blocks, activations=spec.activations,
