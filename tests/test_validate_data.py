@@ -169,7 +169,7 @@ def test_label_csv_corruptions_name_the_row(world: Path) -> None:
     assert len(message) == len(corruptions), "\n".join(message)
     for position, (column, value, wording) in corruptions.items():
         line = next(line for line in message if wording in line)
-        assert f"_row={position + 2} " in line and f"({column})" in line and value in line, line
+        assert f"_row={position + 2} " in line and f"({column})" in line and value.split("(")[0] in line, line
 
 
 def test_c_file_with_unknown_number_or_float_coverage(world: Path) -> None:
