@@ -38,7 +38,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +60,6 @@ _CATEGORY_FIELD = re.compile(r"^[^();]+\(\d+\)(?:;[^();]+\(\d+\))*$")
 _FLOATY_INT = re.compile(r"^\d+\.\d*$")
 _BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF8, "UTF-8"),
          (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
-SPLITS = ("train", "val")
 
 
 class BrodenError(KdinterpError, ValueError):
@@ -338,7 +337,3 @@ def index_rules(table: Table, selected: Sequence[str], num_labels: int, members:
     ]
     return data, rules
 
-
-def problems_of(rules: Sequence[Rule], keep: Callable[[Rule], bool] = lambda rule: True) -> list[str]:
-    """Every problem of ``rules`` (those ``keep`` selects), in order."""
-    return [p for rule in rules if keep(rule) for p in rule.problems if p is not None]
