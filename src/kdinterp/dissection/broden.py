@@ -29,8 +29,6 @@ and the fix.
 
 from __future__ import annotations
 
-import csv
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,17 +38,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from kdinterp.core.errors import KdinterpError
+from kdinterp.dissection import probe_format as fmt
+from kdinterp.dissection.probe_format import BrodenError
 
 __all__ = ["Broden", "BrodenDataset", "BrodenError", "collate_broden", "load_broden", "read_image", "read_segmentation",
            "unreadable_rows"]
 
-_INT = re.compile(r"^\d+$")
-_FLOATY_INT = re.compile(r"^\d+\.\d*$")
-
-
-class BrodenError(KdinterpError, ValueError):
-    """A Broden-layout file is missing or malformed; the message names the file, row and fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +51,8 @@ class BrodenRow:
     """One probe image: its path, segmentation size, pixel-label PNGs and image-level labels.
 
     ``line`` is the row's line number in ``index.csv`` (the header is line 1), for error messages;
-    ``ih, iw`` the image size the row declares (0 when index.csv has no ih/iw columns).
+    ``ih, iw`` the image size the row declares (0 when index.csv has no ih/iw columns);
+    ``png_categories`` the category column of each PNG.
     """
 
     image: str
@@ -69,6 +63,7 @@ class BrodenRow:
     line: int = 0
     ih: int = 0
     iw: int = 0
+    png_categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +78,8 @@ class Broden:
             category; -1 for label 0 and for labels in no selected category (the reader refuses
             such labels where an image uses them, so none is dropped from the tally silently).
         rows: the images that carry data in at least one selected category.
+        members: per category, the labels its ``c_<category>.csv`` lists (a label in a category
+            column, image-level or a pixel of its PNG, must be one of them).
     """
 
     root: Path
@@ -90,6 +87,7 @@ class Broden:
     label_names: tuple[str, ...]
     label_category: np.ndarray
     rows: tuple[BrodenRow, ...]
+    members: tuple[frozenset[int], ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -97,131 +95,77 @@ class Broden:
         return len(self.label_names)
 
 
-def load_broden(root: str | Path, categories: tuple[str, ...]) -> Broden:
+def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float | None = None) -> Broden:
     """Parse ``category.csv``, ``label.csv``, ``c_<category>.csv`` and ``index.csv`` under ``root``.
+
+    The tables are read and judged by :mod:`kdinterp.dissection.probe_format`, the rules that
+    ``validate-data`` reports too; the first problem is raised.
 
     Args:
         root: the probe set directory (e.g. ``data/broden1_224``).
         categories: categories to use (any order; the file order is kept).
+        quantile: ``dissection.quantile``; when given, the probe set must hold
+            :func:`~kdinterp.dissection.probe_format.minimum_probe_images` images with data.
 
     Returns:
         The parsed :class:`Broden`. Image and PNG files are opened only when read.
 
     Raises:
-        BrodenError: a file or column is missing, a file is not UTF-8, a number is malformed
-            (``83.0`` for an integer, non-numeric or non-finite coverage), a label number is out of
-            range, an image-level label has no selected category (it would drop out of the tally),
-            or a category is unknown.
+        BrodenError: a file, column or image is missing, a file has a BOM or is not UTF-8, a cell
+            is malformed, an image is listed twice, a label is out of range or not of its column's
+            category, a category is unknown, or too few images carry data for the quantile.
     """
     root = Path(root)
-    known = [r["name"] for r in _read_csv(root / "category.csv", ("name",))]
-    unknown = sorted(set(categories) - set(known))
-    if unknown:
-        raise BrodenError(f"{root / 'category.csv'}: no categor{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
-                          f"it lists {known}; fix dissection.categories in params.yaml")
-    selected = tuple(c for c in known if c in categories)
-    names = _label_names(root / "label.csv")
-    label_category = _primary_categories(root, selected, len(names))
-    rows = _index_rows(root / "index.csv", selected, len(names))
-    for row in rows:
-        _check_claimed(np.asarray(row.scalars, dtype=np.int64), label_category, names, selected,
-                       f"{root / 'index.csv'} row {row.line}")
-    return Broden(root, selected, names, label_category, rows)
+    selected, rules = fmt.category_rules(fmt.read_table(root / "category.csv", ("name",)), categories)
+    fmt.first_problem(rules)
+    names, rules = fmt.label_rules(fmt.read_table(root / "label.csv", _LABEL_COLUMNS), _category_names(root))
+    fmt.first_problem(rules)
+    coverage = {}
+    for name in selected:
+        coverage[name], rules = fmt.c_rules(fmt.read_table(root / f"c_{name}.csv", ("number", "coverage")), len(names))
+        fmt.first_problem(rules)
+    index = fmt.read_table(root / "index.csv", ("image", "sh", "sw", *selected))
+    data, rules = fmt.index_rules(index, selected, len(names), {c: set(v) for c, v in coverage.items()}, quantile)
+    fmt.first_problem(rules)
+    rows = tuple(_row(index, i, selected, root / "images") for i in data)
+    return Broden(root, selected, names, _primary_categories(coverage, selected, len(names)), rows,
+                  tuple(frozenset(coverage[c]) for c in selected))
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, str]]:
-    """The rows of a CSV file, one at a time, after checking that the header has ``required``."""
-    if not path.is_file():
-        raise BrodenError(f"{path}: file not found; is dissection.broden_dir a Broden-layout directory?")
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise BrodenError(f"{path}: missing column(s) {missing} (header: {reader.fieldnames}); add them "
-                                  "(an empty field is allowed) or fix dissection.categories")
-            yield from reader
-    except UnicodeDecodeError as err:
-        raise BrodenError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8, "
-                          "the encoding of Broden's CSV files") from None
+_LABEL_COLUMNS = ("number", "name", "category", "frequency", "coverage")
 
 
-def _integer(value: str | None, where: str) -> int:
-    if value is None or not _INT.match(value.strip()):
-        fix = "; write integers without a decimal point (pandas: to_csv(float_format='%d'))" \
-            if value and _FLOATY_INT.match(value.strip()) else ""
-        raise BrodenError(f"{where}: expected a non-negative integer, got {value!r}{fix}")
-    return int(value)
+def _category_names(root: Path) -> list[str]:
+    return [n for n in fmt.read_table(root / "category.csv", ("name",)).column("name") if n]
 
 
-def _label_names(path: Path) -> tuple[str, ...]:
-    rows = list(_read_csv(path, ("number", "name")))
-    numbers = [_integer(r["number"], f"{path} row {i + 2} (number)") for i, r in enumerate(rows)]
-    if len(set(numbers)) != len(numbers) or 0 in numbers:
-        raise BrodenError(f"{path}: label numbers must be unique and >= 1 (0 is reserved for 'unlabelled'); "
-                          "renumber the duplicated or zero rows")
-    names = [""] * (max(numbers, default=0) + 1)
-    for number, row in zip(numbers, rows, strict=True):
-        names[number] = row["name"]
-    return tuple(names)
-
-
-def _primary_categories(root: Path, selected: tuple[str, ...], num_labels: int) -> np.ndarray:
+def _primary_categories(coverage: dict[str, dict[int, float]], selected: tuple[str, ...], num_labels: int) -> np.ndarray:
     """Index of each label's primary category: largest coverage over ``c_<cat>.csv``; ties -> later."""
     best = np.full(num_labels, -np.inf)
     category = np.full(num_labels, -1, dtype=np.int64)
     for index, name in enumerate(selected):
-        path = root / f"c_{name}.csv"
-        for i, row in enumerate(_read_csv(path, ("number", "coverage"))):
-            where = f"{path} row {i + 2}"
-            number = _integer(row["number"], f"{where} (number)")
-            if number >= num_labels:
-                raise BrodenError(f"{where}: label {number} is not in label.csv (max {num_labels - 1}); "
-                                  "add it to label.csv or remove the row")
-            try:
-                coverage = float(row["coverage"])
-            except (TypeError, ValueError):
-                coverage = np.nan
-            if not np.isfinite(coverage):
-                raise BrodenError(f"{where}: coverage {row['coverage']!r} is not a finite number; write a decimal "
-                                  "such as 0.5 (it decides the label's primary category)")
-            if coverage >= best[number]:
-                best[number], category[number] = coverage, index
+        for number, value in coverage[name].items():
+            if value >= best[number]:
+                best[number], category[number] = value, index
     return category
 
 
-def _index_rows(path: Path, selected: tuple[str, ...], num_labels: int) -> tuple[BrodenRow, ...]:
-    """The rows with data in a selected category (label 0 alone is no data, as in Lite)."""
-    rows = []
-    for i, raw in enumerate(_read_csv(path, ("image", "sh", "sw", *selected))):
-        where = f"{path} row {i + 2}"
-        pngs: list[str] = []
-        scalars: list[int] = []
-        for category in selected:
-            for item in filter(None, (raw[category] or "").split(";")):
-                if _INT.match(item):
-                    scalars.append(_label(int(item), num_labels, f"{where} ({category})"))
-                elif _FLOATY_INT.match(item):
-                    raise BrodenError(f"{where} ({category}): {item!r} looks like a float; write label numbers "
-                                      "as plain integers (pandas: to_csv(float_format='%d'))")
-                else:
-                    pngs.append(item)
-        scalars = [s for s in scalars if s > 0]  # image-level 0 = unlabelled (Lite keeps it: pitfall P-C4)
-        if pngs or scalars:
-            sh, sw = (_integer(raw[k], f"{where} ({k})") for k in ("sh", "sw"))
-            ih, iw = (_integer(raw[k], f"{where} ({k})") if raw.get(k) is not None else 0 for k in ("ih", "iw"))
-            rows.append(BrodenRow(raw["image"], sh, sw, tuple(pngs), tuple(scalars), line=i + 2, ih=ih, iw=iw))
-    if not rows:
-        raise BrodenError(f"{path}: no image carries a label of the selected categories {list(selected)}; "
-                          "check dissection.categories and the category columns")
-    return tuple(rows)
-
-
-def _label(label: int, num_labels: int, where: str) -> int:
-    if label >= num_labels:
-        raise BrodenError(f"{where}: label {label} >= number of labels {num_labels} (label.csv goes up to "
-                          f"{num_labels - 1}); add the label to label.csv or fix the row")
-    return label
+def _row(index: fmt.Table, i: int, selected: tuple[str, ...], images: Path) -> BrodenRow:
+    """Row ``i`` of a checked ``index.csv`` (label 0 dropped: pitfall P-C4); its image must exist."""
+    raw, line = index.rows[i], index.lines[i]
+    if not (images / raw["image"]).is_file():
+        raise BrodenError(f"{images / raw['image']}: image not found (index.csv row {line}); restore it or remove the row")
+    pngs, png_categories, scalars = [], [], []
+    for category in selected:
+        for item in fmt.split_items(raw[category]):
+            if fmt.item_kind(item) == "png":
+                pngs.append(item)
+                png_categories.append(category)
+            elif int(item) > 0:
+                scalars.append(int(item))
+    ih, iw = (int(raw[k]) if k in raw else 0 for k in ("ih", "iw"))
+    return BrodenRow(raw["image"], int(raw["sh"]), int(raw["sw"]), tuple(pngs), tuple(scalars), line=line, ih=ih,
+                     iw=iw, png_categories=tuple(png_categories))
 
 
 def read_image(path: Path, size: tuple[int, int], where: str = "index.csv") -> Image.Image:
@@ -291,20 +235,13 @@ def read_segmentation(path: Path, shape: tuple[int, int], num_labels: int, where
     return labels
 
 
-def _check_claimed(labels: np.ndarray, label_category: np.ndarray, names: tuple[str, ...],
-                   selected: tuple[str, ...], where: str) -> None:
-    """Refuse labels (> 0) that no selected ``c_<category>.csv`` lists: the tally would drop them silently.
-
-    Raises:
-        BrodenError: naming ``where``, the first such label and the fix.
-    """
-    used = np.unique(labels[labels > 0])
-    unclaimed = used[label_category[used] < 0]
-    if unclaimed.size:
-        number = int(unclaimed[0])
-        raise BrodenError(f"{where}: label {number} ({names[number]!r}) is in no c_<category>.csv of the selected "
-                          f"categories {list(selected)}, so the tally would drop it; add it to the c_ file of its "
-                          "category, or select that category in dissection.categories")
+def _check_column(plane: np.ndarray, broden: Broden, category: str, where: str) -> None:
+    """Refuse a pixel label that is not of the PNG's column category (:func:`~kdinterp.dissection.probe_format.label_problem`)."""
+    members = broden.members[broden.categories.index(category)]
+    for label in np.unique(plane[plane > 0]).tolist():
+        problem = fmt.label_problem(label, category, members, broden.num_labels, where)
+        if problem is not None:
+            raise BrodenError(problem)
 
 
 class BrodenDataset(Dataset):
@@ -322,14 +259,6 @@ class BrodenDataset(Dataset):
         self.transform = transform
         self.segmentation = segmentation
         self.images = images
-        sizes = {(r.sh, r.sw) for r in broden.rows}
-        if len(sizes) != 1:
-            raise BrodenError(f"{broden.root / 'index.csv'}: segmentation sizes differ across rows {sorted(sizes)[:3]}; "
-                              "batched dissection needs one size; dissect each size as its own probe set")
-        image_sizes = {(r.ih, r.iw) for r in broden.rows}
-        if len(image_sizes) != 1:
-            raise BrodenError(f"{broden.root / 'index.csv'}: image sizes ih, iw differ across rows "
-                              f"{sorted(image_sizes)[:3]}; batched dissection needs one size; resize the images")
 
     def __len__(self) -> int:
         return len(self.broden.rows)
@@ -346,9 +275,8 @@ class BrodenDataset(Dataset):
             return image, torch.zeros(0, 0, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
         planes = [read_segmentation(images / p, (row.sh, row.sw), self.broden.num_labels, where) for p in row.pngs]
         stacked = np.stack(planes) if planes else np.zeros((0, row.sh, row.sw), dtype=np.int64)
-        for name, plane in zip(row.pngs, planes, strict=True):
-            _check_claimed(plane, self.broden.label_category, self.broden.label_names, self.broden.categories,
-                           f"{images / name} ({where})")
+        for name, category, plane in zip(row.pngs, row.png_categories, planes, strict=True):
+            _check_column(plane, self.broden, category, f"{images / name} ({where}, {category})")
         return image, torch.from_numpy(stacked), torch.tensor(row.scalars, dtype=torch.int64)
 
 

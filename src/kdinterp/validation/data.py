@@ -31,6 +31,7 @@ def validate_data(
     *,
     world_dir: Path | None = None,
     max_coverage: float,
+    quantile: float | None = None,
     min_concept_share: float = MIN_CONCEPT_SHARE,
     balance_tolerance: float = BALANCE_TOLERANCE,
     raise_on_failure: bool = True,
@@ -49,6 +50,8 @@ def validate_data(
         world_dir: the concept world directory, or None when the data is not a concept world. When
             ``broden_dir`` is its ``probe/``, the probe set is validated once (with every category).
         max_coverage: largest share of probe pixels one concept may cover (world only).
+        quantile: ``dissection.quantile``: the probe set must hold enough images with data for it
+            (:func:`kdinterp.dissection.probe_format.minimum_probe_images`, as ``dissect`` requires).
         min_concept_share: every concept must appear in ``floor(share * probe images)`` probe
             images (world only; see :func:`min_concept_images`).
         balance_tolerance: largest relative deviation of a class's image count from the mean
@@ -74,7 +77,7 @@ def validate_data(
                                   balance_tolerance=balance_tolerance)
     if world_dir is None or broden_dir.resolve() != (Path(world_dir) / "probe").resolve():
         reports += validate_broden(broden_dir, categories)
-    reports.append(probe_files_report(broden_dir, categories))
+    reports.append(probe_files_report(broden_dir, categories, quantile))
     success = all(report.success for report in reports)
     write_json(report_path, {
         "success": success,

@@ -1,71 +1,47 @@
 """Great Expectations checks on a Broden-layout probe set (``broden1_224`` or the concept world's ``probe/``).
 
-Issue 3 item 4 (validate ``index.csv`` and ``label.csv`` before dissecting). :func:`validate_broden`
-checks the tables; files are checked to *exist* there, and :func:`probe_files_report` decodes each
-of them with the dissection's own reader (:mod:`kdinterp.dissection.broden`).
+Issue 3 item 4, issue 25 item 3. The rules are :mod:`kdinterp.dissection.probe_format`'s, the
+same that :func:`kdinterp.dissection.broden.load_broden` raises on for ``dissect``; this module is
+the reporting layer on top. :func:`validate_broden` reads each table with the shared reader, adds
+one helper column per rule (the rule's one-line problem on each failing row, empty elsewhere) and
+lets Great Expectations check that every such column is empty. Required columns are checked first
+(``ExpectColumnToExist``); the rules run only when they exist. :func:`probe_files_report` decodes
+every image and segmentation PNG with the dissection's own reader, and checks the probe size for
+``dissection.quantile``.
 
-  - ``category.csv``: a ``name`` column, names unique, every selected category listed.
-  - ``label.csv``: columns ``number, name, category, frequency, coverage``; numbers plain integers
-    >= 1 and unique; names unique; ``category`` a ``;``-list of ``cat(count)`` items naming
-    categories of ``category.csv``; ``frequency`` a plain integer; ``coverage`` a plain decimal
-    (NetDissect-Lite parses ``^\\d+\\.\\d*$``: ``5e-1`` would stay a string).
-  - ``c_<category>.csv`` per selected category: columns ``number, coverage``; numbers unique and in
-    ``label.csv``; coverage a plain decimal.
-  - ``index.csv``: columns ``image, sh, sw`` and one per selected category; images unique, listed
-    files exist under ``images/``; ``sh``/``sw`` (and ``ih``/``iw`` if present) positive integers,
-    one segmentation size throughout (the reader batches images); ``split`` (if present) ``train``
-    or ``val``; some row carries a label; each ``;``-item of a category field is a plain integer
-    (an image-level label: ``83.0`` is refused) or a PNG name; every PNG exists; every image-level
-    label is 0 (unlabelled, the label-0 policy of :mod:`kdinterp.dissection.broden`) or a number of
-    ``label.csv``.
-
-Every check runs on a frame (CSV cells read as text, so ``83.0`` stays ``83.0``) with the helper
-columns it needs, in the idiom of :mod:`kdinterp.validation.expectations`. Helper columns start
-with ``_``; ``_row`` is the row's line in its CSV file (the header is line 1), as in
-:mod:`kdinterp.dissection.broden`'s messages. Failure messages name the file, the check and example bad rows.
+Helper columns start with ``_``; ``_row`` is the row's line in its CSV file (the header is line 1).
+Failure messages name the file, the rule and example bad rows with their problem.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from kdinterp.dissection import probe_format as fmt
+from kdinterp.dissection.probe_format import DECIMAL
 from kdinterp.validation.expectations import (
     Check,
     TableReport,
     ValidationError,
     empty,
-    filled,
-    gxe,
-    in_set,
-    matches,
     require_files,
     run_check,
     run_table,
     true,
-    unique,
 )
 
 __all__ = ["DECIMAL", "probe_files_report", "read_table", "validate_broden"]
 
-_POSITIVE_INT = r"^[1-9]\d*$"
-_PLAIN_INT = r"^\d+$"
-#: A plain decimal, as NetDissect-Lite parses numbers (``^\d+\.\d*$``; ``5e-1`` would stay a string).
-DECIMAL = r"^\d+(?:\.\d*)?$"
-_ITEM = r"^(?:\d+|.+\.[Pp][Nn][Gg])$"
-_CATEGORY_FIELD = r"^[^();]+\(\d+\)(?:;[^();]+\(\d+\))*$"
-_INT_ITEM = re.compile(_PLAIN_INT)
-_CATEGORY_ITEM = re.compile(r"^([^(]*)\(")
 _HINT = "Expected {what}; for the concept world run `make data`."
+_LABEL_COLUMNS = ["number", "name", "category", "frequency", "coverage"]
 
 
 def validate_broden(root: Path, categories: Sequence[str]) -> list[TableReport]:
-    """Validate a Broden-layout directory's tables (see the module docstring for the checks).
+    """Validate a Broden-layout directory's tables with :mod:`~kdinterp.dissection.probe_format`'s rules.
 
     Args:
         root: the directory with ``index.csv``, ``label.csv``, ``category.csv``,
@@ -77,35 +53,54 @@ def validate_broden(root: Path, categories: Sequence[str]) -> list[TableReport]:
 
     Raises:
         MissingTableError: a table file is missing (all missing files listed).
-        ValidationError: a table is not a readable CSV file.
+        ValidationError: a table is not a readable CSV file (BOM, encoding, ragged rows).
     """
     root = Path(root)
     paths = {name: root / name for name in ("category.csv", "label.csv", "index.csv")}
     c_paths = {cat: root / f"c_{cat}.csv" for cat in categories}
     _require_files([*paths.values(), *c_paths.values()], "a Broden-layout directory (dissection.broden_dir)")
-    category, label, index = (read_table(paths[n]) for n in ("category.csv", "label.csv", "index.csv"))
-    names = set(category["name"].dropna()) if "name" in category.columns else set()
-    numbers = _label_numbers(label)
-    reports = [_category_report(paths["category.csv"], category, categories),
-               _label_report(paths["label.csv"], label, names)]
-    reports += [_c_report(path, read_table(path), numbers) for path in c_paths.values()]
-    reports.append(_index_report(paths["index.csv"], index, categories, numbers))
+    category, label, index = (_read(paths[n]) for n in ("category.csv", "label.csv", "index.csv"))
+    known = [n for n in category.column("name") if n] if "name" in category.header else []
+    selected = tuple(c for c in dict.fromkeys(known) if c in categories)
+    names: tuple[str, ...] = ("",)
+    reports = [_report(category, ["name"], ["name"], lambda: fmt.category_rules(category, categories)[1])]
+
+    def labels() -> list[fmt.Rule]:
+        nonlocal names
+        names, rules = fmt.label_rules(label, known)
+        return rules
+
+    reports.append(_report(label, _LABEL_COLUMNS, ["number", "name"], labels))
+    members: dict[str, set[int]] = {}
+    for cat, path in c_paths.items():
+        table = _read(path)
+
+        def c_file(table: fmt.Table = table, cat: str = cat) -> list[fmt.Rule]:
+            coverage, rules = fmt.c_rules(table, len(names))
+            members[cat] = set(coverage)
+            return rules
+
+        reports.append(_report(table, ["number", "coverage"], ["number", "name"], c_file))
+    reports.append(_report(index, ["image", "sh", "sw", *selected], ["image"],
+                           lambda: fmt.index_rules(index, selected, len(names), members)[1]))
     return reports
 
 
-def probe_files_report(root: Path, categories: Sequence[str]) -> TableReport:
+def probe_files_report(root: Path, categories: Sequence[str], quantile: float | None = None) -> TableReport:
     """Read every probe image and segmentation PNG with the dissection's own reader (:func:`kdinterp.dissection.broden.unreadable_rows`).
 
     One table row per ``index.csv`` row: it must decode (image with the ``ih, iw`` of index.csv,
     segmentations RGB of size ``sh, sw``) and every label it uses must have a selected primary
     category. So a probe set that passes is one that dissection reads without error and without
-    dropping a label. When the tables cannot be parsed at all, the report holds that one error.
+    dropping a label. With ``quantile`` (``dissection.quantile``) the probe set must also hold
+    :func:`~kdinterp.dissection.probe_format.minimum_probe_images` images with data. When the
+    tables cannot be parsed at all, the report holds that one error.
     """
     from kdinterp.dissection.broden import BrodenError, load_broden, unreadable_rows
 
     root = Path(root)
     try:
-        broden = load_broden(root, tuple(categories))
+        broden = load_broden(root, tuple(categories), quantile)
         errors = {row.line: message for row, message in unreadable_rows(broden)}
         rows = [{"_row": row.line, "image": row.image, "_error": errors.get(row.line)} for row in broden.rows]
     except BrodenError as err:
@@ -125,134 +120,43 @@ def _require_files(paths: Iterable[Path], what: str) -> None:
     require_files(paths, _HINT.format(what=what))
 
 
+def _read(path: Path) -> fmt.Table:
+    """The shared reader's table; its refusal (BOM, encoding, ragged rows) as a :class:`ValidationError`."""
+    try:
+        return fmt.read_table(path)
+    except fmt.BrodenError as err:
+        raise ValidationError(str(err)) from None
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV table with every cell as text (empty cells missing) and ``_row``, its line in the file.
 
     Raises:
-        ValidationError: the file is not a readable UTF-8 CSV table.
+        ValidationError: the file is not a readable UTF-8 CSV table (:func:`kdinterp.dissection.probe_format.read_table`).
     """
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValidationError(f"{path}: not a readable CSV table ({err}); re-save it as a UTF-8 CSV file") from err
-    return frame.assign(_row=range(2, len(frame) + 2))
+    return _frame(_read(path))
 
 
-def _label_numbers(label: pd.DataFrame) -> set[int]:
-    """The well-formed label numbers of label.csv (malformed ones fail label.csv's own checks)."""
-    if "number" not in label.columns:
-        return set()
-    return {int(n) for n in label["number"].dropna() if re.fullmatch(_POSITIVE_INT, n)}
+def _frame(table: fmt.Table) -> pd.DataFrame:
+    frame = pd.DataFrame(list(table.rows), columns=list(table.header), dtype=object)
+    return frame.mask(frame == "").assign(_row=list(table.lines))
 
 
-# --------------------------------------------------------------------------- Broden tables
-
-
-def _category_report(path: Path, category: pd.DataFrame, selected: Sequence[str]) -> TableReport:
-    show = ["_row", "name"]
+def _report(table: fmt.Table, required: Sequence[str], keys: Sequence[str],
+            rules: Callable[[], list[fmt.Rule]]) -> TableReport:
+    """GX on one table: its required columns, then one ``empty`` expectation per rule's helper column."""
+    frame = _frame(table)
 
     def parts() -> list[tuple[pd.DataFrame, list[Any]]]:
-        listed = set(category["name"].dropna())
-        wanted = pd.DataFrame({"category": list(selected), "_listed": [c in listed for c in selected]})
-        return [
-            (category, [filled("name", "every category has a name", show),
-                        unique("name", "category names are unique", show)]),
-            (wanted, [true("_listed", "every selected category (dissection.categories) is listed", ["category"])]),
-        ]
+        checked = rules()
+        row_rules = [r for r in checked if r.rows]
+        rows = frame.assign(**{r.name: list(r.problems) for r in row_rules})
+        show = ["_row", *(k for k in keys if k in frame.columns)]
+        result = [(rows, [empty(r.name, r.description, [*show, r.name]) for r in row_rules])]
+        table_rules = [r for r in checked if not r.rows]
+        if table_rules:
+            whole = pd.DataFrame({r.name: [r.problems[0]] for r in table_rules})
+            result.append((whole, [empty(r.name, r.description, [r.name]) for r in table_rules]))
+        return result
 
-    return run_table(path, category, ["name"], parts)  # fmt: skip
-
-
-def _first_unknown_category(field: Any, known: set[str]) -> Any:
-    if not isinstance(field, str):
-        return None
-    for item in field.split(";"):
-        match = _CATEGORY_ITEM.match(item)
-        if match and match.group(1) not in known:
-            return match.group(1)
-    return None
-
-
-def _label_report(path: Path, label: pd.DataFrame, categories: set[str]) -> TableReport:
-    show = ["_row", "number", "name"]
-
-    def parts() -> list[tuple[pd.DataFrame, list[Any]]]:
-        unknown = [_first_unknown_category(field, categories) for field in label["category"]]
-        return [(label.assign(_unknown_category=unknown), [
-            *(filled(c, f"every label has a {c}", show) for c in ("number", "name", "category", "coverage")),
-            matches("number", _POSITIVE_INT, "label numbers are plain integers >= 1", show),
-            unique("number", "label numbers are unique", show),
-            unique("name", "label names are unique", show),
-            matches("category", _CATEGORY_FIELD, "category is a ;-list of cat(count) items", [*show, "category"]),
-            empty("_unknown_category", "every category named in it is listed in category.csv", [*show, "category"]),
-            matches("frequency", _PLAIN_INT, "frequency is a plain integer", show),
-            matches("coverage", DECIMAL, "coverage is a plain decimal (0.5, not 5e-1)", show),
-        ])]  # fmt: skip
-
-    return run_table(path, label, ["number", "name", "category", "frequency", "coverage"], parts)
-
-
-def _c_report(path: Path, table: pd.DataFrame, numbers: set[int]) -> TableReport:
-    show = ["_row", "number", "name"]
-    checks = [
-        filled("number", "every row has a label number", show),
-        in_set("number", sorted(str(n) for n in numbers), "every number is a label number of label.csv", show),
-        unique("number", "each label is listed once", show),
-        filled("coverage", "every row has a coverage", show),
-        matches("coverage", DECIMAL, "coverage is a plain decimal (0.5, not 5e-1)", [*show, "coverage"]),
-    ]
-    return run_table(path, table, ["number", "coverage"], lambda: [(table, checks)])
-
-
-def _items(index: pd.DataFrame, categories: Sequence[str], images: Path) -> pd.DataFrame:
-    """One row per ``;``-item of the category fields, with what the item checks need."""
-    rows = []
-    for category in categories:
-        for line, image, field in zip(index["_row"], index["image"], index[category], strict=True):
-            if not isinstance(field, str):
-                continue
-            for item in field.split(";"):
-                is_label = bool(_INT_ITEM.match(item))
-                is_png = not is_label and re.fullmatch(_ITEM, item) is not None
-                rows.append((line, image, category, item, int(item) if is_label else None,
-                             os.path.isfile(images / item) if is_png else None))
-    columns = ["_row", "image", "category", "item", "_label", "_png_exists"]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({"_label": object, "_png_exists": object})
-
-
-def _index_report(path: Path, index: pd.DataFrame, categories: Sequence[str], numbers: set[int]) -> TableReport:
-    return run_table(path, index, ["image", "sh", "sw", *categories], lambda: _index_parts(path, index, categories, numbers))
-
-
-def _index_parts(path: Path, index: pd.DataFrame, categories: Sequence[str],
-                 numbers: set[int]) -> list[tuple[pd.DataFrame, list[Any]]]:
-    images = path.parent / "images"
-    show = ["_row", "image"]
-    rows = index.assign(
-        _image_exists=[isinstance(i, str) and os.path.isfile(images / i) for i in index["image"]],
-        _labels=index[list(categories)].notna().sum(axis=1),
-    )
-    sizes = [matches(c, _POSITIVE_INT, f"{c} is a positive integer", [*show, c]) for c in ("sh", "sw", "ih", "iw")
-             if c in index.columns]
-    one_size = [gxe().ExpectColumnUniqueValueCountToBeBetween(
-        column=c, min_value=1, max_value=1, description=f"one {c} for every image (the reader batches them)")
-        for c in ("sh", "sw")]  # fmt: skip
-    splits = [in_set("split", ["train", "val"], "split is train or val", show)] if "split" in index.columns else []
-    row_checks = [
-        filled("image", "every row names an image", show),
-        unique("image", "every image is listed once", show),
-        true("_image_exists", f"every image file exists under {images}", show),
-        *sizes, *one_size, *splits,
-        gxe().ExpectColumnMaxToBeBetween(column="_labels", min_value=1,
-                                          description="some row carries a label of a selected category"),
-    ]  # fmt: skip
-    item_show = ["_row", "image", "category", "item"]
-    known = sorted(numbers | {0})
-    item_checks = [
-        matches("item", _ITEM, "each ;-item of a category field is a plain integer label or a PNG file name "
-                 "(write label numbers without .0)", item_show),
-        true("_png_exists", f"every PNG named in a category field exists under {images}", item_show),
-        in_set("_label", known, "every image-level label is 0 (unlabelled) or a number of label.csv", item_show),
-    ]
-    return [(rows, row_checks), (_items(index, categories, images), item_checks)]
+    return run_table(table.path, frame, required, parts)
