@@ -225,7 +225,7 @@ def test_margins_and_endpoint_are_checked_with_the_key_and_the_fix(tmp_path: Pat
         check_predictions(_params(margins={"P99": 0.01}), run)
     with pytest.raises(ParamsError, match=r"verdicts\.equivalence_margin\.P2: must be a share of units in \(0, 1\]"):
         _params(margins={"P2": 1.5})
-    with pytest.raises(ParamsError, match=r"instrument\.endpoint: unknown quantity 'dets'; set one of top1, detectors"):
+    with pytest.raises(ParamsError, match=r"instrument\.endpoint: unknown quantity 'dets'; set one of top1, top5, detectors"):
         instrument_ladder(_params(endpoint="dets"), run)
     with pytest.raises(ParamsError, match=r"instrument\.criteria\.untrained_max_share: must be in \[0, 1\]"):
         _params(max_share=2.0)

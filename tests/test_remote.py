@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdinterp.measures import dissection, evaluation
 from kdinterp.workflow.remote import PLACEHOLDER, RemoteError, check, url_is_set
 from tests.conftest import BIN, git, run_dvc, tool_env
 
@@ -115,7 +114,8 @@ def test_publish_then_pull_into_a_fresh_clone_reruns_no_stage(published: Path, s
     shown = _dvc(fresh, "metrics", "show").stdout
     layout = study.Layout()
     every = study.models(load_params(fresh / "params.yaml"))
-    assert all(str(evaluation.MEASURE.path(layout, m, evaluation.METRICS)) in shown and str(dissection.MEASURE.path(layout, m, dissection.SUMMARY)) in shown for m in every)
+    from kdinterp.reporting.headline import headline_path
+    assert all(str(headline_path(layout, m)) in shown for m in every)  # the headline metrics, one row per model
     plots = _dvc(fresh, "plots", "show", "--json").stdout
     assert all(str(layout.history(m)) in plots for m in every if m.group.trained)
     net, header = load_model(fresh / layout.model_file(every[1]))  # safetensors: weights only, never unpickled

@@ -95,7 +95,8 @@ class Broden:
         return len(self.label_names)
 
 
-def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float | None = None) -> Broden:
+def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float | None = None,
+                one_size: bool = True) -> Broden:
     """Parse ``category.csv``, ``label.csv``, ``c_<category>.csv`` and ``index.csv`` under ``root``.
 
     The tables are read and judged by :mod:`kdinterp.dissection.probe_format`, the rules that
@@ -106,6 +107,8 @@ def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float |
         categories: categories to use (any order; the file order is kept).
         quantile: ``dissection.quantile``; when given, the probe set must hold
             :func:`~kdinterp.dissection.probe_format.minimum_probe_images` images with data.
+        one_size: refuse images with data of different sizes (the dissection batches them); False for
+            a reader that only shows the images (the HTML report).
 
     Returns:
         The parsed :class:`Broden`. Image and PNG files are opened only when read.
@@ -125,7 +128,8 @@ def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float |
         coverage[name], rules = fmt.c_rules(fmt.read_table(root / f"c_{name}.csv", ("number", "coverage")), len(names))
         fmt.first_problem(rules)
     index = fmt.read_table(root / "index.csv", ("image", "sh", "sw", *selected))
-    data, rules = fmt.index_rules(index, selected, len(names), {c: set(v) for c, v in coverage.items()}, quantile)
+    data, rules = fmt.index_rules(index, selected, len(names), {c: set(v) for c, v in coverage.items()}, quantile,
+                                   one_size)
     fmt.first_problem(rules)
     rows = tuple(_row(index, i, selected, root / "images") for i in data)
     return Broden(root, selected, names, _primary_categories(coverage, selected, len(names)), rows,

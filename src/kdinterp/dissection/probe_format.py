@@ -292,11 +292,13 @@ def minimum_probe_images(quantile: float) -> int:
 
 
 def index_rules(table: Table, selected: Sequence[str], num_labels: int, members: dict[str, set[int]],
-                quantile: float | None = None) -> tuple[list[int], list[Rule]]:
+                quantile: float | None = None, one_size: bool = True) -> tuple[list[int], list[Rule]]:
     """``index.csv``: the positions of rows that carry data (label 0 alone is none), and its rules.
 
     ``members[c]`` are the labels of ``c_<c>.csv``; ``quantile`` (``dissection.quantile``, None to
-    skip) sets :func:`minimum_probe_images`.
+    skip) sets :func:`minimum_probe_images`. ``one_size``: ask one image size of the rows with data (the
+    dissection batches them; ``dissect`` and ``validate-data`` both ask it); False for a reader that only
+    shows images (the HTML report).
     """
     items: list[str | None] = []
     data = []
@@ -319,7 +321,7 @@ def index_rules(table: Table, selected: Sequence[str], num_labels: int, members:
               if k[0] in table.header}
     mixed = next((f"{table.path}: {k[0]}, {k[1]} differ across rows with data {v[:3]}; batched dissection needs one "
                   "size; resize the images and segmentations, or dissect each size as its own probe set"
-                  for k, v in shapes.items() if len(v) > 1), None)
+                  for k, v in shapes.items() if len(v) > 1 and one_size), None)
     small = None
     if data and quantile is not None and len(data) < minimum_probe_images(quantile):
         small = (f"{table.path}: {len(data)} probe image carries labels; dissection.quantile {quantile:g} sets each "

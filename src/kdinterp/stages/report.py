@@ -51,7 +51,7 @@ def write_report(params: Params, layout: study.Layout, out: Path, *, tile: int =
         BrodenError: the probe set is malformed.
         ParamsError: the params fail :func:`kdinterp.core.study.check`.
     """
-    broden = load_broden(params.dissection.broden_dir, params.dissection.categories)
+    broden = load_broden(params.dissection.broden_dir, params.dissection.categories, one_size=False)  # shown only
     models = load_models(params, layout, len(broden.rows))
     height = stored_height(broden, tile)
     picture = functools.lru_cache(maxsize=PICTURE_CACHE)(functools.partial(read_picture, height=height))
