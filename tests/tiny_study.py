@@ -5,8 +5,9 @@ which runs it inside the image::
 
     python -m tests.tiny_study DIR      # writes DIR: a git repository, data/ tracked by DVC, not yet run
 
-It has the repository's dvc.yaml, src/, profiles/, pretrained/, Makefile, .gitignore, .dvcignore and
-.dvc/config (the cache rule and the placeholder remote) and a params.yaml of 2 seeds; ``dvc repro`` takes a few
+It has the repository's dvc.yaml, src/, profiles/, pretrained/, plots/ (the offline plots page), Makefile,
+.gitignore, .dvcignore, .dvc/config (the cache rule and the placeholder remote), .dvc/plots (the plot templates)
+and a params.yaml of 2 seeds; ``dvc repro`` takes a few
 minutes on 2 cores.
 """
 
@@ -31,12 +32,12 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@127.0.0.1", "GIT_
 
 def copy_checkout(root: Path) -> Path:
     """Copy what the pipeline needs from this checkout into ``root`` (created): dvc.yaml, params.yaml,
-    src/, profiles/, pretrained/ (train_teacher's dependency), Makefile, .gitignore, .dvcignore. Returns ``root``."""
+    src/, profiles/, plots/, pretrained/ (train_teacher's dependency), Makefile, .gitignore, .dvcignore. Returns ``root``."""
     root.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", "Makefile", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, root)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("src", "profiles"):
+    for name in ("src", "profiles", "plots"):
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     (root / "pretrained").mkdir()
     shutil.copy(ROOT / "pretrained" / "README.md", root / "pretrained")
@@ -44,7 +45,7 @@ def copy_checkout(root: Path) -> Path:
 
 
 def init_project(root: Path, env: dict[str, str] | None = None) -> Path:
-    """In ``root``: ``git init``, ``dvc init`` (with this checkout's .dvc/config), ``dvc add data``, one commit.
+    """In ``root``: ``git init``, ``dvc init`` (with this checkout's .dvc/config and .dvc/plots), ``dvc add data``, one commit.
 
     Returns ``root``. Raises ``subprocess.CalledProcessError`` if git or dvc fails.
     """
@@ -53,6 +54,7 @@ def init_project(root: Path, env: dict[str, str] | None = None) -> Path:
     for command in (["git", "init", "-q"], [dvc, "init", "-q"]):
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
     for command in ([dvc, "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny study"]):
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return root
