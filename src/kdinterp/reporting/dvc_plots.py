@@ -2,7 +2,7 @@
 
 DVC draws one line per file or per column; it cannot pick rows of a table or group them by a column.
 These tables are long: one row per model, seed and x value, with the model's name in column
-``model`` and its seed in ``seed``; the templates in ``plots/templates/`` colour by ``model`` and draw
+``model`` and its seed in ``seed``; the templates in ``.dvc/plots/`` colour by ``model`` and draw
 each seed as a thin line and the mean over seeds as a thick one. The paths are
 :meth:`kdinterp.core.study.Layout.plot_table`:
 
@@ -72,17 +72,15 @@ def detector_tables(run: RunResults) -> tuple[pd.DataFrame, pd.DataFrame]:
         lacking a grid point is left out of that table (the grid is the one every model has).
     """
     quantiles, thresholds = sensitivity_grid(run)
+    at_quantile = next((q for q in quantiles if np.isclose(q, run.quantile)), None)      # the params' grid point
+    at_threshold = next((t for t in thresholds if np.isclose(t, run.iou_threshold)), None)
     by_iou, by_quantile = [], []
     for m in run.models.values():
         grid = m.dissection.sensitivity
-        for t in thresholds:
-            q = next((q for q in quantiles if np.isclose(q, run.quantile)), None)
-            if q is not None and ("unit", q, t) in grid:
-                by_iou.append((m.name, m.seed, t, grid["unit", q, t][0]))
-        for q in quantiles:
-            t = next((t for t in thresholds if np.isclose(t, run.iou_threshold)), None)
-            if t is not None and ("unit", q, t) in grid:
-                by_quantile.append((m.name, m.seed, q, grid["unit", q, t][0]))
+        by_iou += [(m.name, m.seed, t, grid["unit", at_quantile, t][0]) for t in thresholds
+                   if ("unit", at_quantile, t) in grid]
+        by_quantile += [(m.name, m.seed, q, grid["unit", q, at_threshold][0]) for q in quantiles
+                        if ("unit", q, at_threshold) in grid]
     return (pd.DataFrame(by_iou, columns=["model", "seed", "iou_threshold", "detectors"]),
             pd.DataFrame(by_quantile, columns=["model", "seed", "quantile", "detectors"]))
 
