@@ -46,6 +46,7 @@ data: $(VENV_DEP)  ## generate the concept world into data/ if it is missing (tr
 repro: $(VENV_DEP)  ## run the whole study (dvc repro) on the embedded concept world; PROFILE=seeds5|all_students|dose_response|paper merges a profile
 	@if [ -n "$(PROFILE)" ]; then kdinterp profile $(PROFILE) --params $(PARAMS); fi
 	@$(MAKE) --no-print-directory data VENV_DEP=$(VENV_DEP)
+	@kdinterp repair-lock  # an interrupted dvc repro can leave dvc.lock empty (src/kdinterp/workflow/lockfile.py)
 	dvc repro
 	@echo; awk '/^## /{p = ($$0 ~ /^## (Control ladder|Paper predictions)/)} /^### /{p = 0} p' \
 	  paper_figures/REPRODUCTION.md | grep -v '^!\['
@@ -64,8 +65,11 @@ container:  ## the image's default command: pull if the remote's URL is set, mak
 container-check:  ## build the image with podman and try it (about 7 GB; 15-24 min on 2 cores; not in CI; scripts/container-check)
 	scripts/container-check
 
+# Two pytest-xdist workers of one thread each, beside the tiny study's build (tests/study_build.py): on 2 cores,
+# processes of 2 OpenMP threads each spin against one another (research/ecosystem.md).
+TEST_WORKERS ?= 2
 test: $(STAMP)  ## run the test suite (CPU, a few minutes)
-	$(VENV)/bin/python -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)  ## lint the Dockerfile with hadolint
 	$(VENV)/bin/hadolint Dockerfile

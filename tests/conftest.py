@@ -13,7 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-torch.set_num_threads(2)
+# Two threads, the reference runs' count, unless OMP_NUM_THREADS says otherwise: `make test` runs two pytest-xdist
+# workers with one thread each, since two 2-thread processes on 2 cores spin in OpenMP (ecosystem.md).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 BIN = Path(sys.executable).parent
 
@@ -131,13 +133,54 @@ def git(project: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=project, env=env, capture_output=True, text=True, check=True).stdout
 
 
-@pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory) -> Path:
-    """tests/tiny_study.py's 2-seed study after one `dvc repro`, all committed (tests that change files copy it)."""
-    from tests.tiny_study import make_tiny_study
+_INTERRUPTED = False
 
-    root = make_tiny_study(tmp_path_factory.mktemp("project") / "study", env=tool_env())
-    run_dvc(root, "repro")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "tiny study")
-    return root
+
+def pytest_keyboard_interrupt() -> None:
+    """Remember a Ctrl-C: the session's teardown then stops the tiny study's build instead of waiting for it."""
+    global _INTERRUPTED
+    _INTERRUPTED = True
+
+
+def _uses_tiny_study(item: pytest.Item) -> bool:
+    return "tiny_study" in getattr(item, "fixturenames", ())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_study_build(request: pytest.FixtureRequest, tmp_path_factory):
+    """Starts the tiny study's build (tests/study_build.py) with the session, if a selected test reads it."""
+    from tests.study_build import BackgroundStudy
+
+    if not any(_uses_tiny_study(item) for item in request.session.items):
+        yield None
+        return
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # each worker's basetemp is popen-gwN/ under the session's
+        shared = shared.parent
+    build = BackgroundStudy.start(shared, tool_env())
+    yield build
+    if _INTERRUPTED or request.session.shouldfail or request.session.shouldstop:
+        build.stop()
+    else:   # a worker that is done waits for the build it started: the other worker may still need it
+        try:
+            build.wait()
+        except RuntimeError:
+            pass    # reported by the tests that read it
+        finally:
+            build.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_study(_tiny_study_build) -> Path:
+    """tests/tiny_study.py's 2-seed study after one `dvc repro`, all committed. Tests that change files copy it
+    (``tests.tiny_study.copy_study``); others read it in place, and may run while another test copies it."""
+    try:
+        return _tiny_study_build.wait()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that read the tiny study run last, so that its build (started with the session) runs beside the
+    others (a stable sort: the order is otherwise kept, the same in every pytest-xdist worker)."""
+    items.sort(key=_uses_tiny_study)

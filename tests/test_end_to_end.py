@@ -8,7 +8,6 @@ readable message while nothing downstream runs.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from kdinterp.measures import dissection, evaluation, saliency
 from kdinterp.reporting.headline import HEADLINE, headline_path
 from tests.conftest import run_dvc as _dvc
+from tests.tiny_study import copy_study
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_second_repro_does_nothing(project: Path) -> None:
 
 
 def test_corrupted_tally_stops_the_pipeline_at_validate(project: Path, tmp_path: Path) -> None:
-    project = Path(shutil.copytree(project, tmp_path / "copy", symlinks=True))  # the shared study stays intact
+    project = copy_study(project, tmp_path / "copy")  # the shared study stays intact
     tally = project / "outputs" / "dissection" / "kd-1" / "tally.csv"
     lines = tally.read_text().splitlines()
     header, first = lines[0].split(","), lines[1].split(",")

@@ -11,12 +11,12 @@ import csv
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_dvc as _dvc
+from tests.tiny_study import copy_study
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ KEEP = r"Experiment|verdicts\.power|.*/kd-\d\.json:top1$"
 
 
 def test_exp_run_show_and_metrics_diff(tiny_study: Path, tmp_path: Path) -> None:
-    project = shutil.copytree(tiny_study, tmp_path / "study", symlinks=True)
+    project = copy_study(tiny_study, tmp_path / "study")
     ran = _dvc(project, "exp", "run", "-n", "power09", "-S", "verdicts.power=0.9").stdout
     assert re.findall(r"Running stage '([^']+)'", ran) == ["figures"], ran
 

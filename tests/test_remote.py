@@ -22,6 +22,7 @@ import yaml
 
 from kdinterp.workflow.remote import PLACEHOLDER, RemoteError, check, url_is_set
 from tests.conftest import BIN, git, run_dvc, tool_env
+from tests.tiny_study import copy_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def _boto_credentials() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def published(tiny_study: Path, s3_endpoint: str, tmp_path_factory) -> Path:
     """A clone of the tiny study (with its outputs) that `kdinterp publish` pushed to s3://BUCKET/study."""
-    origin = Path(shutil.copytree(tiny_study, tmp_path_factory.mktemp("origin") / "study", symlinks=True))
+    origin = copy_study(tiny_study, tmp_path_factory.mktemp("origin") / "study")
     _use_s3(origin, s3_endpoint, "study")
     done = _kdinterp(origin, "publish")
     assert done.returncode == 0, done.stderr

@@ -3,7 +3,8 @@
 Used by the end-to-end and remote tests (``conftest.tiny_study``) and by ``scripts/container-check``,
 which runs it inside the image::
 
-    python -m tests.tiny_study DIR      # writes DIR: a git repository, data/ tracked by DVC, not yet run
+    python -m tests.tiny_study DIR        # writes DIR: a git repository, data/ tracked by DVC, not yet run
+    python -m tests.tiny_study --run DIR  # the same, then `dvc repro` and a commit of everything (the test fixture)
 
 It has the repository's dvc.yaml, src/, profiles/, pretrained/, plots/ (the offline plots page), Makefile,
 .gitignore, .dvcignore, .dvc/config (the cache rule and the placeholder remote), .dvc/plots (the plot templates)
@@ -110,7 +111,33 @@ def make_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
     return init_project(root, env)
 
 
+def run_tiny_study(root: Path, env: dict[str, str] | None = None) -> Path:
+    """:func:`make_tiny_study` into ``root``, then ``dvc repro`` and one commit of everything (the state the tests read).
+
+    Returns ``root``. Raises ``subprocess.CalledProcessError`` (with DVC's output) if git or dvc fails.
+    """
+    env = {**(env or os.environ), **GIT_IDENTITY}
+    make_tiny_study(root, env)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for command in ([dvc, "repro"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny study, run"]):
+        subprocess.run(command, cwd=root, env=env, check=True)
+    return root
+
+
+def copy_study(source: Path, target: Path) -> Path:
+    """Copy the study ``source`` to ``target`` (created), without DVC's process locks (``.dvc/tmp/lock``,
+    ``.dvc/tmp/rwlock``): another test may hold them in ``source`` while it is copied. Returns ``target``."""
+    locks = shutil.ignore_patterns("lock", "rwlock", "rwlock.lock")
+    return Path(shutil.copytree(source, target, symlinks=True,
+                                ignore=lambda folder, names: locks(folder, names) if Path(folder).parts[-2:] == (".dvc", "tmp")
+                                else ()))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.tiny_study DIR")
-    print(make_tiny_study(Path(sys.argv[1])))
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["--run"] and len(arguments) == 2:
+        print(run_tiny_study(Path(arguments[1])))
+    elif len(arguments) == 1 and not arguments[0].startswith("-"):
+        print(make_tiny_study(Path(arguments[0])))
+    else:
+        sys.exit("usage: python -m tests.tiny_study [--run] DIR")

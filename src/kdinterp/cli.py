@@ -230,6 +230,17 @@ def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.y
                f"(`git checkout {params}` goes back to the default)")
 
 
+@app.command("repair-lock")
+def repair_lock() -> None:
+    """Mend what an interrupted `dvc repro` leaves: an empty dvc.lock, dead processes in DVC's rwlock (`make repro`)."""
+    from kdinterp.workflow.lockfile import prune_rwlock
+    from kdinterp.workflow.lockfile import repair_lock as repair
+
+    for done in (repair(Path.cwd()), prune_rwlock(Path.cwd())):
+        if done is not None:
+            typer.echo(done, err=True)
+
+
 Remote = Annotated[str | None, typer.Option("--remote", "-r", help="A DVC remote name (default: core.remote).")]
 
 

@@ -1,7 +1,8 @@
 """``kdinterp world ...``: generate and preview the concept world.
 
 Errors are reported by the ``kdinterp`` command's one error path (:mod:`kdinterp.cli`): run these commands
-as ``kdinterp world generate``, not through this sub-app alone.
+as ``kdinterp world generate``, not through this sub-app alone. The generator (numpy, pandas, Pillow) is
+imported inside the commands: every ``kdinterp`` stage command loads this sub-app, and none of them needs it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-from kdinterp.world.generate import generate_world
-from kdinterp.world.params import load_world_params
-from kdinterp.world.preview import write_preview
 
 __all__ = ["app"]
 
@@ -35,6 +31,11 @@ def generate(
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
 ) -> None:
     """Generate the concept world: train/ and val/ (ImageFolder), probe/ (Broden layout), world.json."""
+    from rich.console import Console
+
+    from kdinterp.world.generate import generate_world
+    from kdinterp.world.params import load_world_params
+
     world = generate_world(load_world_params(params), out, workers=workers, progress=not quiet)
     if not quiet:
         top = max(world["coverage"], key=world["coverage"].get)
@@ -51,4 +52,6 @@ def preview(
     probe_scenes: Annotated[int, typer.Option(min=1, help="Probe scenes shown with their masks.")] = 6,
 ) -> None:
     """Write a labelled PNG contact sheet: each class with its saliency map, probe scenes with their masks, textures."""
+    from kdinterp.world.preview import write_preview
+
     write_preview(world, out, probe_scenes=probe_scenes)
