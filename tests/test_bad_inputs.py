@@ -243,3 +243,24 @@ def test_non_finite_activations_stop_dissect(valid: Path, tmp_path: Path) -> Non
     assert "layer 'layer4' output is NaN or infinite on 4 image(s)" in stderr and "img0.png" in stderr, stderr
     dissection_dir = study.Layout(outputs).measure("dissection", teacher)
     assert not dissection_dir.exists() or not any(dissection_dir.rglob("*.*"))
+
+
+@pytest.mark.parametrize("keep", [2, 4, 5])
+def test_small_probe_sets_are_refused_alike_by_both_readers(valid: Path, tmp_path: Path, keep: int) -> None:
+    """Below dissection.batch_size + 1 images (4 + 1 here) the probe bootstrap has one block: both readers
+    refuse the set with one line, instead of dissect's traceback; at batch_size + 1 both accept it."""
+    case = Path(shutil.copytree(valid, tmp_path / "case"))
+    index = case / "broden" / "index.csv"
+    index.write_text("\n".join(index.read_text().splitlines()[:1 + keep]) + "\n")
+    params = case / "params.yaml"
+    params.write_text(params.read_text().replace("broden_dir: broden", f"broden_dir: {case / 'broden'}"))
+    code, stderr = _invoke(["validate-data", "--broden", str(case / "broden"), "--report", str(case / "data.json"),
+                            "--params", str(params)])
+    dissected, dissect_err = _invoke(["dissect", "teacher", "--params", str(params), "--outputs",
+                                      str(case / "outputs")])
+    if keep < 5:
+        _assert_refused(code, stderr, case, f"{keep} images")
+        _assert_refused(dissected, dissect_err, case, f"{keep} images")
+        assert "dissection.batch_size 4" in dissect_err and "at least 5 images" in dissect_err, dissect_err
+    else:
+        assert (code, dissected) == (0, 0), (stderr, dissect_err)

@@ -225,3 +225,53 @@ def test_an_output_folder_under_a_file_is_one_line_for_any_stage(tmp_path: Path)
         message = user_error(err)
     assert message is not None and str(blocker) in message and "is a file, not a folder" in message
     assert "choose another path" in message
+
+
+def test_a_write_removes_the_temporary_files_a_killed_writer_left(tmp_path: Path) -> None:
+    """A SIGKILL inside ``atomic_path`` leaves ``.<name>.<random>.tmp<suffix>``; the next write of the same file
+    removes it (and only its own leftovers: another file's temporary file stays)."""
+    from kdinterp.core.io import write_bytes
+
+    target = tmp_path / "weights.safetensors"
+    left = tmp_path / ".weights.safetensors.k3j9x.tmp.safetensors"
+    other = tmp_path / ".history.csv.a1b2c.tmp.csv"
+    left.write_bytes(b"half")
+    other.write_bytes(b"half")
+    write_bytes(target, b"whole")
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, target.name]
+
+
+def test_repair_lock_puts_back_the_committed_dvc_lock_and_drops_dead_rwlock_entries(tmp_path: Path) -> None:
+    """What an interrupted `dvc repro` leaves (tests/test_interrupt.py makes it for real): an empty dvc.lock, and
+    rwlock entries of killed processes; a corrupted rwlock is removed."""
+    import json
+    import os
+    import subprocess
+
+    from kdinterp.workflow.lockfile import lock_problem, prune_rwlock, repair_lock
+    from tests.tiny_study import GIT_IDENTITY
+
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  train:\n    cmd: kdinterp train teacher\n")
+    env = {**os.environ, **GIT_IDENTITY}
+    for command in (["git", "init", "-q"], ["git", "add", "dvc.lock"], ["git", "commit", "-q", "-m", "lock"]):
+        subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
+    committed = lock.read_bytes()
+    assert lock_problem(tmp_path) is None and repair_lock(tmp_path) is None
+    lock.write_text("")
+    assert "empty" in repair_lock(tmp_path) and lock.read_bytes() == committed
+    lock.write_text("schema: '2.0'\nstages:\n  train: [\n")
+    assert "not valid YAML" in repair_lock(tmp_path) and lock.read_bytes() == committed
+
+    rwlock = tmp_path / ".dvc" / "tmp" / "rwlock"
+    rwlock.parent.mkdir(parents=True)
+    dead = 2 ** 22 + 12345   # above the largest pid_max (2**22): no such process
+    live = {"pid": os.getpid(), "cmd": "dvc repro"}
+    rwlock.write_text(json.dumps({"read": {"a": [{"pid": dead, "cmd": "dvc repro"}, live]},
+                                  "write": {"b": {"pid": dead, "cmd": "dvc repro"}}}))
+    assert "1 dvc process" in prune_rwlock(tmp_path)
+    assert json.loads(rwlock.read_text()) == {"read": {"a": [live]}, "write": {}}
+    assert prune_rwlock(tmp_path) is None
+    rwlock.write_text('{"read": {"a": [')
+    assert "not valid JSON" in prune_rwlock(tmp_path) and not rwlock.exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kdinterp.measures import dissection, evaluation, saliency
-from kdinterp.reporting.headline import HEADLINE, headline_path
+from kdinterp.reporting.headline import HEADLINE
 from tests.conftest import run_dvc as _dvc
 from tests.tiny_study import copy_study
 
@@ -39,7 +39,7 @@ def test_whole_study_runs_and_reports_every_model_and_seed(project: Path) -> Non
         if model.group.snapshots:
             assert (project / layout.snapshot(model, 1)).is_file()
     rows = shown.splitlines()[1:]   # one row per model: the headline metrics, nothing else (README)
-    assert [row.split()[0] for row in rows] == sorted(str(headline_path(layout, m)) for m in models), shown
+    assert [row.split()[0] for row in rows] == sorted(str(layout.headline(m)) for m in models), shown
     assert shown.split()[1:1 + len(HEADLINE)] == sorted(h.key for h in HEADLINE), shown
     assert max(len(line) for line in shown.splitlines()) <= 160
     for model in models:

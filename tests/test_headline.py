@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from kdinterp.core import study
-from kdinterp.reporting.headline import HEADLINE, headline_dir, write_headline
+from kdinterp.reporting.headline import HEADLINE, write_headline
 from kdinterp.reporting.results import load_run
 from tests.test_figures import _params, _write_outputs
 
@@ -15,7 +15,7 @@ def _written(tmp_path: Path) -> tuple[study.Layout, dict[str, dict]]:
     params = _params(controls=True)
     layout = _write_outputs(tmp_path / "outputs", params)
     write_headline(params, load_run(params, layout), layout)
-    return layout, {path.stem: json.loads(path.read_text()) for path in sorted(headline_dir(layout).iterdir())}
+    return layout, {path.stem: json.loads(path.read_text()) for path in sorted(layout.headline_dir.iterdir())}
 
 
 def test_every_model_has_one_file_with_the_same_keys(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_numbers_are_the_measures_and_null_where_not_measured(tmp_path: Path) ->
 
 def test_a_model_no_longer_in_the_study_loses_its_file(tmp_path: Path) -> None:
     layout, _ = _written(tmp_path)
-    (headline_dir(layout) / "gone-0.json").write_text("{}")
+    (layout.headline_dir / "gone-0.json").write_text("{}")
     params = _params(controls=True)
     write_headline(params, load_run(params, layout), layout)
-    assert not (headline_dir(layout) / "gone-0.json").exists() and (headline_dir(layout) / "kd-0.json").is_file()
+    assert not (layout.headline_dir / "gone-0.json").exists() and (layout.headline_dir / "kd-0.json").is_file()

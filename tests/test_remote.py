@@ -115,8 +115,7 @@ def test_publish_then_pull_into_a_fresh_clone_reruns_no_stage(published: Path, s
     shown = _dvc(fresh, "metrics", "show").stdout
     layout = study.Layout()
     every = study.models(load_params(fresh / "params.yaml"))
-    from kdinterp.reporting.headline import headline_path
-    assert all(str(headline_path(layout, m)) in shown for m in every)  # the headline metrics, one row per model
+    assert all(str(layout.headline(m)) in shown for m in every)  # the headline metrics, one row per model
     plots = _dvc(fresh, "plots", "show", "--json").stdout
     # the top-level plots read the figures stage's tables (every trained model's history is in training.csv)
     assert all(str(layout.plot_table(name)) in plots for name in study.PLOT_TABLES)

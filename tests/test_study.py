@@ -13,7 +13,6 @@ from kdinterp.core.config import ParamsError
 from kdinterp.core.params import DistilledParams
 from kdinterp.measures import evaluation
 from kdinterp.measures.registry import MEASURES, load_params, stage_modules
-from kdinterp.reporting.headline import headline_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +124,7 @@ def _expected_outputs(params) -> dict[str, dict[str, tuple[bool, bool]]]:
     expected["validate"] = {str(layout.dissection_validation): (False, False)}
     expected["validate_data"] = {str(layout.data_validation): (False, False)}
     expected["figures"] = {**{str(study.FIGURES_DIR / name): (False, False) for name in study.FIGURE_FILES},
-                           str(headline_dir(layout)): (False, True)}   # the only metrics: one file per model
+                           str(layout.headline_dir): (False, True)}   # the only metrics: one file per model
     expected["figures"] |= {str(layout.plot_table(name)): (False, False) for name in study.PLOT_TABLES}
     expected["report"] = {"outputs/report": (True, False)}
     return expected
@@ -179,7 +178,7 @@ def test_cache_rule_every_output_is_in_git_or_in_the_dvc_cache(params, dvc_stage
     assert set(checkpoints) <= _git_ignored(checkpoints)  # local resume state: neither git nor DVC
     assert not any(p.startswith(str(layout.root / "checkpoints")) for p in cached)
     metrics = {str(evaluation.MEASURE.path(layout, m, evaluation.METRICS)) for m in study.models(params)}
-    assert metrics | {str(headline_dir(layout))} <= {p for p, use in cached.items() if not use}
+    assert metrics | {str(layout.headline_dir)} <= {p for p, use in cached.items() if not use}
 
 
 def _family(stage: str) -> str:

@@ -8,6 +8,7 @@ then renamed over the target (``os.replace`` is atomic on POSIX within one files
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -24,7 +25,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success, rename it to ``path``.
 
     Use it for writers that insist on a file name (``np.save``, ``safetensors``,
-    ``matplotlib``). On an exception the temporary file is removed and ``path`` is untouched.
+    ``matplotlib``). On an exception the temporary file is removed and ``path`` is untouched. A process
+    killed mid-write (SIGKILL, or SIGTERM, which runs no ``finally``) leaves its temporary file: the next
+    write of ``path`` removes such leftovers first (``.<name>.*.tmp<suffix>``; one writer per path at a
+    time, as DVC runs one stage per output).
 
     Args:
         path: the final file. Its parent directory is created if missing.
@@ -34,6 +38,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp{glob.escape(target.suffix)}"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -288,8 +288,8 @@ class Layout:
     ``snapshots/<key>/epoch-<e>.safetensors`` (a student's weights along training), ``training/<key>.csv``
     (the history), ``training/<key>.env.json`` (the environment that
     trained it), ``checkpoints/<key>/`` (resume state), and ``<measure>/<key>/<file>`` for every
-    file of every measure (:mod:`kdinterp.measures.registry`). Study-wide: ``validation/data.json``,
-    ``validation/dissection.json``.
+    file of every measure (:mod:`kdinterp.measures.registry`), ``metrics/<key>.json`` (the headline metrics).
+    Study-wide: ``validation/data.json``, ``validation/dissection.json``, ``plots/<name>`` (the plot tables).
     """
 
     root: Path = Path("outputs")
@@ -323,6 +323,15 @@ class Layout:
         """The folder of ``measure``'s outputs for ``model`` (None: a study-wide measure), or one of its files."""
         directory = self.root / measure / (model.key if model is not None else "")
         return directory if file is None else directory / file
+
+    @property
+    def headline_dir(self) -> Path:
+        """The folder of every model's headline metrics, ``metrics/`` (dvc.yaml's one ``metrics`` output)."""
+        return self.root / "metrics"
+
+    def headline(self, model: Model) -> Path:
+        """``model``'s headline metrics, ``metrics/<key>.json`` (written by :mod:`kdinterp.reporting.headline`)."""
+        return self.headline_dir / f"{model.key}.json"
 
     def plot_table(self, name: str) -> Path:
         """A plot-ready table of stage ``figures`` for ``dvc plots show`` (``plots/<name>``, one of :data:`PLOT_TABLES`)."""

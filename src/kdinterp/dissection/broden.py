@@ -96,7 +96,7 @@ class Broden:
 
 
 def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float | None = None,
-                one_size: bool = True) -> Broden:
+                one_size: bool = True, batch_size: int | None = None) -> Broden:
     """Parse ``category.csv``, ``label.csv``, ``c_<category>.csv`` and ``index.csv`` under ``root``.
 
     The tables are read and judged by :mod:`kdinterp.dissection.probe_format`, the rules that
@@ -109,6 +109,8 @@ def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float |
             :func:`~kdinterp.dissection.probe_format.minimum_probe_images` images with data.
         one_size: refuse images with data of different sizes (the dissection batches them); False for
             a reader that only shows the images (the HTML report).
+        batch_size: ``dissection.batch_size`` for the dissection's readers: with ``quantile``, the probe
+            bootstrap's minimum (:func:`~kdinterp.dissection.probe_format.minimum_probe_images`) applies too.
 
     Returns:
         The parsed :class:`Broden`. Image and PNG files are opened only when read.
@@ -129,7 +131,7 @@ def load_broden(root: str | Path, categories: tuple[str, ...], quantile: float |
         fmt.first_problem(rules)
     index = fmt.read_table(root / "index.csv", ("image", "sh", "sw", *selected))
     data, rules = fmt.index_rules(index, selected, len(names), {c: set(v) for c, v in coverage.items()}, quantile,
-                                   one_size)
+                                   one_size, batch_size)
     fmt.first_problem(rules)
     rows = tuple(_row(index, i, selected, root / "images") for i in data)
     return Broden(root, selected, names, _primary_categories(coverage, selected, len(names)), rows,

@@ -280,23 +280,28 @@ def label_problem(label: int, column: str, members: set[int] | frozenset[int], n
     return None
 
 
-def minimum_probe_images(quantile: float) -> int:
-    """The fewest probe images (rows with data) that the threshold quantile can be computed on: 2.
+def minimum_probe_images(quantile: float, batch_size: int | None = None) -> int:
+    """The fewest probe images (rows with data) that ``dissect`` can work on: 2, or ``batch_size + 1``.
 
     Each unit's threshold interpolates between two of its activations at level ``1 - quantile``
     (:mod:`~kdinterp.dissection.thresholds`), so every unit needs two; a layer gives at least one
-    per image (a 1x1 map), so two images are always enough, at any quantile in [0, 1).
+    per image (a 1x1 map), so two images are always enough, at any quantile in [0, 1). With
+    ``batch_size`` (``dissection.batch_size``), the probe bootstrap of the detector count, which
+    ``dissect`` always runs, resamples blocks of whole batches
+    (:func:`kdinterp.dissection.sensitivity.probe_bootstrap`) and needs two: one image more than a batch.
     """
     del quantile  # the same for every level; kept so that the rule reads with the key it serves
-    return 2
+    return 2 if batch_size is None else max(2, batch_size + 1)
 
 
 def index_rules(table: Table, selected: Sequence[str], num_labels: int, members: dict[str, set[int]],
-                quantile: float | None = None, one_size: bool = True) -> tuple[list[int], list[Rule]]:
+                quantile: float | None = None, one_size: bool = True,
+                batch_size: int | None = None) -> tuple[list[int], list[Rule]]:
     """``index.csv``: the positions of rows that carry data (label 0 alone is none), and its rules.
 
     ``members[c]`` are the labels of ``c_<c>.csv``; ``quantile`` (``dissection.quantile``, None to
-    skip) sets :func:`minimum_probe_images`. ``one_size``: ask one image size of the rows with data (the
+    skip) and ``batch_size`` (``dissection.batch_size``, None for a reader that does not bootstrap) set
+    :func:`minimum_probe_images`. ``one_size``: ask one image size of the rows with data (the
     dissection batches them; ``dissect`` and ``validate-data`` both ask it); False for a reader that only
     shows images (the HTML report).
     """
@@ -327,6 +332,10 @@ def index_rules(table: Table, selected: Sequence[str], num_labels: int, members:
         small = (f"{table.path}: {len(data)} probe image carries labels; dissection.quantile {quantile:g} sets each "
                  f"unit's threshold between two of its activations, which needs at least "
                  f"{minimum_probe_images(quantile)} images; add probe images (data.probe_images for the concept world)")
+    elif data and quantile is not None and len(data) < minimum_probe_images(quantile, batch_size):
+        small = (f"{table.path}: {len(data)} probe images carry labels; the probe bootstrap resamples batches of "
+                 f"dissection.batch_size {batch_size} images and needs two, so at least "
+                 f"{minimum_probe_images(quantile, batch_size)} images; add probe images or lower dissection.batch_size")
     rules = [
         _format(table, "image", r"^.+$", "an image file name"),
         _unique(table, "image", "every image is listed once", "drop the duplicated row (it would be counted twice)"),

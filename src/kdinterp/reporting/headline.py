@@ -1,7 +1,7 @@
 """The study's DVC metrics: a few headline numbers per model, under the same keys for every model.
 
 :data:`HEADLINE` is the one list of those keys. Stage ``figures`` writes one file per model and seed,
-``outputs/metrics/<key>.json`` (:func:`headline_path`), which ``dvc.yaml``
+``outputs/metrics/<key>.json`` (:meth:`kdinterp.core.study.Layout.headline`), which ``dvc.yaml``
 declares as the pipeline's only ``metrics``; every measure's own summary stays a plain output that the
 figures and the report read. So ``dvc metrics show`` prints one row per model, ``dvc metrics diff``
 shows what moved between two commits, and ``dvc exp show`` compares experiments on these columns.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from kdinterp.core import study
 from kdinterp.core.io import write_json
@@ -25,17 +24,7 @@ from kdinterp.reporting.predictions import P12_METHOD
 from kdinterp.reporting.quantities import QUANTITIES, Quantity, five_band
 from kdinterp.reporting.results import ModelResult, RunResults
 
-__all__ = ["HEADLINE", "Headline", "headline_dir", "headline_numbers", "headline_path", "write_headline"]
-
-
-def headline_dir(layout: study.Layout) -> Path:
-    """The folder of every model's headline metrics, ``<layout.root>/metrics`` (dvc.yaml's one ``metrics`` output)."""
-    return layout.root / "metrics"
-
-
-def headline_path(layout: study.Layout, model: study.Model) -> Path:
-    """``model``'s headline metrics, ``<layout.root>/metrics/<key>.json``."""
-    return headline_dir(layout) / f"{model.key}.json"
+__all__ = ["HEADLINE", "Headline", "headline_numbers", "write_headline"]
 
 
 @dataclass(frozen=True)
@@ -98,10 +87,10 @@ def write_headline(params: Params, run: RunResults, layout: study.Layout) -> Non
         layout: where the outputs are.
     """
     models = study.models(params)
-    keep = {headline_path(layout, model) for model in models}
-    if headline_dir(layout).is_dir():
-        for stale in headline_dir(layout).glob("*.json"):
+    keep = {layout.headline(model) for model in models}
+    if layout.headline_dir.is_dir():
+        for stale in layout.headline_dir.glob("*.json"):
             if stale not in keep:
                 stale.unlink()
     for model in models:
-        write_json(headline_path(layout, model), headline_numbers(run.models[model.key]))
+        write_json(layout.headline(model), headline_numbers(run.models[model.key]))

@@ -47,7 +47,8 @@ def validate_data_stage(params: Params, broden: Path, report: Path, world: Path 
     spec = params.dissection
     bound = round(spec.quantile / spec.iou_threshold, 12) if max_coverage is None else max_coverage
     validate_data(broden, spec.categories, report, world_dir=world_dir, max_coverage=bound,
-                  quantile=spec.quantile, min_concept_share=min_concept_share, balance_tolerance=balance_tolerance)
+                  quantile=spec.quantile, batch_size=spec.batch_size, min_concept_share=min_concept_share,
+                  balance_tolerance=balance_tolerance)
     return world_dir is not None
 
 

@@ -32,6 +32,7 @@ def validate_data(
     world_dir: Path | None = None,
     max_coverage: float,
     quantile: float | None = None,
+    batch_size: int | None = None,
     min_concept_share: float = MIN_CONCEPT_SHARE,
     balance_tolerance: float = BALANCE_TOLERANCE,
     raise_on_failure: bool = True,
@@ -52,6 +53,7 @@ def validate_data(
         max_coverage: largest share of probe pixels one concept may cover (world only).
         quantile: ``dissection.quantile``: the probe set must hold enough images with data for it
             (:func:`kdinterp.dissection.probe_format.minimum_probe_images`, as ``dissect`` requires).
+        batch_size: ``dissection.batch_size``: with ``quantile``, the probe bootstrap's two batches too.
         min_concept_share: every concept must appear in ``floor(share * probe images)`` probe
             images (world only; see :func:`min_concept_images`).
         balance_tolerance: largest relative deviation of a class's image count from the mean
@@ -77,7 +79,7 @@ def validate_data(
                                   balance_tolerance=balance_tolerance)
     if world_dir is None or broden_dir.resolve() != (Path(world_dir) / "probe").resolve():
         reports += validate_broden(broden_dir, categories)
-    reports.append(probe_files_report(broden_dir, categories, quantile))
+    reports.append(probe_files_report(broden_dir, categories, quantile, batch_size))
     success = all(report.success for report in reports)
     write_json(report_path, {
         "success": success,

@@ -86,21 +86,22 @@ def validate_broden(root: Path, categories: Sequence[str]) -> list[TableReport]:
     return reports
 
 
-def probe_files_report(root: Path, categories: Sequence[str], quantile: float | None = None) -> TableReport:
+def probe_files_report(root: Path, categories: Sequence[str], quantile: float | None = None,
+                       batch_size: int | None = None) -> TableReport:
     """Read every probe image and segmentation PNG with the dissection's own reader (:func:`kdinterp.dissection.broden.unreadable_rows`).
 
     One table row per ``index.csv`` row: it must decode (image with the ``ih, iw`` of index.csv,
     segmentations RGB of size ``sh, sw``) and every label it uses must have a selected primary
     category. So a probe set that passes is one that dissection reads without error and without
-    dropping a label. With ``quantile`` (``dissection.quantile``) the probe set must also hold
-    :func:`~kdinterp.dissection.probe_format.minimum_probe_images` images with data. When the
+    dropping a label. With ``quantile`` (``dissection.quantile``) and ``batch_size`` (``dissection.batch_size``)
+    the probe set must also hold :func:`~kdinterp.dissection.probe_format.minimum_probe_images` images with data. When the
     tables cannot be parsed at all, the report holds that one error.
     """
     from kdinterp.dissection.broden import BrodenError, load_broden, unreadable_rows
 
     root = Path(root)
     try:
-        broden = load_broden(root, tuple(categories), quantile)
+        broden = load_broden(root, tuple(categories), quantile, batch_size=batch_size)
         errors = {row.line: message for row, message in unreadable_rows(broden)}
         rows = [{"_row": row.line, "image": row.image, "_error": errors.get(row.line)} for row in broden.rows]
     except BrodenError as err:

@@ -59,7 +59,7 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
     spec = params.dissection
     device = resolve_device(spec.device, "dissection.device")  # before any work: cuda without a GPU is refused
     net, _ = load_model(layout.model_file(model), model.arch)
-    broden = load_broden(spec.broden_dir, spec.categories, spec.quantile)
+    broden = load_broden(spec.broden_dir, spec.categories, spec.quantile, batch_size=spec.batch_size)
     dataset = BrodenDataset(broden, v2.PILToTensor())  # uint8 (3, H, W); normalised a batch at a time
     normalize = partial(to_normalized, mean=params.data.mean, std=params.data.std)
     band = spec.sensitivity
