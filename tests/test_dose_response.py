@@ -56,6 +56,9 @@ def test_writes_the_table_the_figure_and_a_readme_with_the_steps(tmp_path: Path)
     assert "- #detectors: holds: +5.00 (holds), +5.00 (holds)" in readme
     assert "- #detectors: inconclusive: +0.00 (inconclusive)" in readme
     assert "| 8 | `kd_t8` | " in readme
+    # the pre-registered endpoint is a column; these dissections have no calibrated count: n/a, and no trend line
+    assert "| #detectors (calibrated, primary categories) |" in readme and "n/a" in readme
+    assert "- #detectors (calibrated" not in readme
 
 
 def test_without_a_series_the_profile_is_named(tmp_path: Path) -> None:
