@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +149,20 @@ def _uses_tiny_study(item: pytest.Item) -> bool:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _tiny_study_build(request: pytest.FixtureRequest, tmp_path_factory):
+def _warm_servers(tmp_path_factory):
+    """The warm processes that `dvc repro` starts in tests (src/kdinterp/workflow/warm.py) keep their sockets in
+    this session's (worker's) folder, and are stopped with the session."""
+    from kdinterp.workflow.warm import stop_servers
+
+    directory = Path(tempfile.mkdtemp(prefix="kdwarm-"))  # short: a socket's path has at most 107 bytes
+    os.environ["KDINTERP_WARM_DIR"] = str(directory)
+    yield directory
+    stop_servers(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_study_build(request: pytest.FixtureRequest, tmp_path_factory, _warm_servers):
     """Starts the tiny study's build (tests/study_build.py) with the session, if a selected test reads it."""
     from tests.study_build import BackgroundStudy
 
