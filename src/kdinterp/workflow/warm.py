@@ -7,14 +7,15 @@ one shared process exclude each other; a warm process keeps both. It is the zygo
 ``multiprocessing``'s forkserver, shared between processes:
 
 * The first stage command of a ``dvc repro`` (``DVC_STAGE`` set; Linux; ``KDINTERP_WARM`` not ``0``) starts a
-  server, which pins the numerical environment exactly as a stage does (:func:`kdinterp.core.runtime.pin_environment`),
+  server (:mod:`kdinterp.workflow.warm_server`), which pins the numerical environment exactly as a stage does (:func:`kdinterp.core.runtime.pin_environment`),
   imports the stage modules of :func:`kdinterp.measures.registry.stage_modules`, then listens on a Unix socket.
 * Each stage command is then a thin client: it sends its argv, working directory, environment and its standard
   streams (the file descriptors themselves), and the server forks a child that becomes the command: same
-  environment, same streams, the CLI of :mod:`kdinterp.cli`, a normal interpreter exit. The client waits for the
+  environment, same streams, the CLI of :mod:`kdinterp.cli`, the exit of :func:`run_cli`. The client waits for the
   child's exit status and exits with it (a signal death is repeated on itself).
 * SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the client (Ctrl-C, a CI timeout) are forwarded to the child; if the
-  client dies (SIGKILL), the server kills the child. So an interrupted stage stops as a separate process would
+  client dies (SIGKILL), the server kills the child. A signal that comes after the child has ended with status 0
+  kills the client, as it would kill a stage process still exiting, so a run signalled between two stages stops. So an interrupted stage stops as a separate process would
   (``tests/test_interrupt.py`` runs through this path).
 * A server serves one key: the interpreter, the source files of the imported kdinterp (path, size, mtime) and the
   whole environment but the per-call variables of :data:`PER_CALL`. Anything else gets another server, so a
@@ -47,7 +48,7 @@ START_TIMEOUT_S = 180.0
 #: The kdinterp package the servers import (its source files are part of a server's key).
 PACKAGE = Path(__file__).resolve().parents[1]
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-_MAX_REQUEST = 4 << 20
+MAX_REQUEST = 4 << 20  # bytes of a request (argv, directory, environment)
 _MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path on Linux (sun_path); a longer one runs without a server
 
 
@@ -164,7 +165,8 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
     if conn is None:
         return None
     with conn:
-        request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode()
+        ignored = [int(sig) for sig in FORWARDED if signal.getsignal(sig) == signal.SIG_IGN]
+        request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env, "ignored": ignored}).encode()
         try:
             socket.send_fds(conn, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
             reply = _read_line(conn)
@@ -172,8 +174,13 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
             return None
         if not reply.startswith("started "):
             return None
-        child = int(reply.split()[1])
-        previous = {sig: signal.signal(sig, lambda signum, _frame: _forward(child, signum)) for sig in FORWARDED}
+        child, received = int(reply.split()[1]), []
+
+        def forward(signum: int, _frame) -> None:
+            received.append(signum)
+            send_signal(child, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED if sig not in ignored}
         try:
             reply = _read_line(conn)
         finally:
@@ -183,23 +190,31 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
         print(f"error: kdinterp: the warm process ended before {' '.join(argv[1:])} finished; "
               "run it again (KDINTERP_WARM=0 runs it in its own process)", file=sys.stderr)
         raise SystemExit(1)
-    return int(reply.split()[1])
+    status = int(reply.split()[1])
+    if received and status == 0:  # the child had ended when the signal came: as a process still exiting, die by it
+        _die_by(received[0])
+    return status
 
 
-def _forward(child: int, signum: int) -> None:
+def send_signal(child: int, signum: int) -> bool:
+    """Send ``signum`` to the process ``child``; whether it was still there."""
     try:
         os.kill(child, signum)
     except ProcessLookupError:
-        pass
+        return False
+    return True
+
+
+def _die_by(signum: int) -> None:
+    sys.stdout.flush(), sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _exit_like(status: int) -> None:
     """Exit as the child did: its exit code, or death by its signal."""
     if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        sys.stdout.flush(), sys.stderr.flush()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        _die_by(os.WTERMSIG(status))
     raise SystemExit(os.waitstatus_to_exitcode(status))
 
 
@@ -237,7 +252,7 @@ def _start_server(directory: Path, key: str, env: dict[str, str]) -> socket.sock
             return conn
         with open(directory / f"{key}.log", "ab") as log:
             server = subprocess.Popen(
-                [sys.executable, "-P", "-c", f"from kdinterp.workflow.warm import serve; serve({str(path)!r})"],
+                [sys.executable, "-P", "-c", f"from kdinterp.workflow.warm_server import serve; serve({str(path)!r})"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, process_group=0, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and server.poll() is None:
@@ -245,156 +260,3 @@ def _start_server(directory: Path, key: str, env: dict[str, str]) -> socket.sock
                 return conn
             time.sleep(0.05)
         return None
-
-
-# ---------------------------------------------------------------------------------------------- server
-
-def serve(path: str) -> None:
-    """Run the server on the Unix socket ``path``: pin, preload, listen, fork one child per request, exit when idle."""
-    from kdinterp.core.runtime import pin_environment
-
-    pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
-    _preload()
-    idle_s = float(os.environ.get("KDINTERP_WARM_IDLE", IDLE_S))
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    Path(path).unlink(missing_ok=True)  # a killed server's (the starting client holds the lock: none runs)
-    listener.bind(path)  # after the imports: a client that connects is served at once
-    listener.listen(16)
-    Path(f"{path}.pid").write_text(str(os.getpid()))
-    server = os.getpid()
-    try:
-        request = _serve_until_idle(listener, idle_s)
-    finally:
-        if os.getpid() == server:
-            for leftover in (path, f"{path}.pid"):
-                Path(leftover).unlink(missing_ok=True)
-    if request is not None:  # in a forked child
-        _become(*request)
-
-
-def _preload() -> None:
-    import importlib
-
-    from kdinterp.measures.registry import stage_modules
-
-    for module in ("kdinterp.cli", "torch", "torchvision", "captum.attr", "scipy.stats",
-                   *sorted(set(stage_modules().values()))):
-        importlib.import_module(module)
-
-
-def _serve_until_idle(listener: socket.socket, idle_s: float):
-    """Accept clients until idle; in a forked child, return its request ``(argv, cwd, env, fds)``."""
-    import selectors
-
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}
-    last_seen = time.monotonic()
-    while children or time.monotonic() - last_seen < idle_s:
-        for selected, _ in selector.select(timeout=0.05):
-            if selected.fileobj is listener:
-                conn, _ = listener.accept()
-                request = _receive(conn)
-                if request is None:
-                    conn.close()
-                    continue
-                child = _fork_child(request, conn, listener, selector, children)
-                if child is None:  # this is the child
-                    return request
-            else:  # a client's connection: readable means it ended (the client died)
-                pid = next(p for p, c in children.items() if c is selected.fileobj)
-                if not selected.fileobj.recv(1):
-                    _forward(pid, signal.SIGKILL)
-                    selector.unregister(selected.fileobj)
-        _reap(children, selector)
-        if children:
-            last_seen = time.monotonic()
-    return None
-
-
-def _fork_child(request, conn, listener, selector, children) -> int | None:
-    import selectors
-
-    import torch
-
-    fds = request[3]
-    if torch.cuda.is_initialized():  # a forked child cannot use CUDA
-        conn.sendall(b"refused\n")
-        conn.close()
-        _close(fds)
-        return 0
-    pid = os.fork()
-    if pid == 0:
-        selector.close()
-        listener.close()
-        for other in (conn, *children.values()):
-            other.close()
-        return None
-    _close(fds)
-    conn.sendall(f"started {pid}\n".encode())
-    children[pid] = conn
-    selector.register(conn, selectors.EVENT_READ)
-    return pid
-
-
-def _receive(conn: socket.socket):
-    try:
-        conn.settimeout(10)
-        message, fds, _, _ = socket.recv_fds(conn, _MAX_REQUEST, 3)
-        size = int.from_bytes(message[:8], "big")
-        while len(message) - 8 < size:
-            chunk = conn.recv(_MAX_REQUEST)
-            if not chunk:
-                raise ConnectionError("short request")
-            message += chunk
-        request = json.loads(message[8:])
-        conn.settimeout(None)
-    except (OSError, ValueError):
-        return None
-    if len(fds) != 3:
-        _close(fds)
-        return None
-    return request["argv"], request["cwd"], request["env"], fds
-
-
-def _reap(children: dict[int, socket.socket], selector) -> None:
-    for pid in list(children):
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            conn = children.pop(pid)
-            try:
-                selector.unregister(conn)
-            except KeyError:
-                pass
-            try:
-                conn.sendall(f"exit {status}\n".encode())
-            except OSError:
-                pass
-            conn.close()
-
-
-def _close(fds) -> None:
-    for fd in fds:
-        os.close(fd)
-
-
-def _become(argv: list[str], cwd: str, env: dict[str, str], fds: list[int]) -> None:
-    """In the forked child: take the client's streams, directory, environment and argv, run the CLI, exit."""
-    import io
-
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-    _close(fds)
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.argv = list(argv)
-    for signum in FORWARDED:
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-    for fd, (name, old) in enumerate((("stdin", sys.stdin), ("stdout", sys.stdout), ("stderr", sys.stderr))):
-        # as a fresh interpreter makes them: the server's encoding and errors, line-buffered on a terminal
-        stream = io.TextIOWrapper(open(fd, "rb" if fd == 0 else "wb", buffering=-1, closefd=False),
-                                  encoding=old.encoding, errors=old.errors, write_through=old.write_through,
-                                  line_buffering=old.line_buffering or (fd == 1 and os.isatty(1)))
-        setattr(sys, name, stream), setattr(sys, f"__{name}__", stream)
-    run_cli()
