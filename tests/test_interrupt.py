@@ -1,6 +1,6 @@
 """Interrupt `dvc repro` anywhere, then run it again: the study ends as if it had never been interrupted.
 
-On a copy of the tiny study whose students train 12 epochs (so `train_student@scratch-0` and
+On a copy of the tiny study whose students train 12 epochs of 2-image batches (so `train_student@scratch-0` and
 `dissect_student@scratch-0` must rerun), `dvc repro dissect_student@scratch-0` is interrupted three times in a row,
 each time with the same signal, sent to its process group (what Ctrl-C in a terminal, or a CI runner's timeout,
 does):
@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 TARGET = "dissect_student@scratch-0"
 EPOCHS = 12
+BATCH = 2
 #: The three points, in the order they are reached: a line of `dvc repro`'s output after which the signal is sent.
 POINTS = (("during training", f"scratch-0 epoch 3/{EPOCHS}:"),
           ("between stages", "Updating lock file"),
@@ -52,10 +53,13 @@ RUN_TIMEOUT_S = 180.0
 
 
 def _longer_training(project: Path) -> Path:
-    """Students train ``EPOCHS`` epochs in ``project``: their stages have changed and must rerun."""
+    """Students train ``EPOCHS`` epochs of batches of :data:`BATCH` images in ``project``: their stages have changed
+    and must rerun, and a training run lasts long enough after its epoch-3 line for the signal to find it running
+    (a stage forked from the warm process has no start-up or teardown of its own to absorb a late signal)."""
     params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
     params["student_recipe"]["optim"]["epochs"] = EPOCHS
+    params["student_recipe"]["optim"]["batch_size"] = BATCH
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 

@@ -17,11 +17,16 @@ WRITTEN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KDINTERP_THREADS", *runtime.PI
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No pinned variable set; monkeypatch restores the real environment afterwards."""
+def clean_env(monkeypatch: pytest.MonkeyPatch):
+    """No pinned variable set; the whole environment is restored afterwards. (monkeypatch alone would leave the
+    variables that pin_environment adds: it undoes only what it changed itself, and a later test of the same worker
+    that starts stages, through tool_env, would train with ATEN_CPU_CAPABILITY=avx2.)"""
+    saved = dict(os.environ)
     for key in WRITTEN:
         monkeypatch.delenv(key, raising=False)
-    return monkeypatch
+    yield monkeypatch
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -151,8 +151,10 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
     """Run ``argv`` in a child of the warm server of this key (started if needed).
 
     Returns the child's wait status (``os.waitpid`` encoding), or ``None`` if the command did not start there
-    (then the caller runs it itself). Raises ``SystemExit`` (status 1) if the connection ends after the child
-    started but before its status came: the command may have run, so it is not run again.
+    (then the caller runs it itself). Once the child has started, the signals of :data:`FORWARDED` go to it until
+    this process exits, which the caller then does at once (:func:`main`); a signal that came and found the child
+    ended with status 0 kills this process instead. Raises ``SystemExit`` (status 1) if the connection ends after
+    the child started but before its status came: the command may have run, so it is not run again.
     """
     try:
         directory = socket_dir(env)
@@ -180,12 +182,10 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
             received.append(signum)
             send_signal(child, signum)
 
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED if sig not in ignored}
-        try:
-            reply = _read_line(conn)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        for sig in FORWARDED:  # kept until this process exits, so that no signal falls between two handlers
+            if sig not in ignored:
+                signal.signal(sig, forward)
+        reply = _read_line(conn)
     if not reply.startswith("exit "):
         print(f"error: kdinterp: the warm process ended before {' '.join(argv[1:])} finished; "
               "run it again (KDINTERP_WARM=0 runs it in its own process)", file=sys.stderr)
@@ -212,10 +212,12 @@ def _die_by(signum: int) -> None:
 
 
 def _exit_like(status: int) -> None:
-    """Exit as the child did: its exit code, or death by its signal."""
+    """Exit at once as the child did: its exit code, or death by its signal."""
     if os.WIFSIGNALED(status):
         _die_by(os.WTERMSIG(status))
-    raise SystemExit(os.waitstatus_to_exitcode(status))
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(os.waitstatus_to_exitcode(status))
 
 
 def _connect(path: Path) -> socket.socket | None:

@@ -25,7 +25,7 @@ def serve(path: str) -> None:
     from kdinterp.core.runtime import pin_environment
 
     pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
-    _preload()
+    preload()
     idle_s = float(os.environ.get("KDINTERP_WARM_IDLE", IDLE_S))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     Path(path).unlink(missing_ok=True)  # a killed server's (the starting client holds the lock: none runs)
@@ -43,7 +43,9 @@ def serve(path: str) -> None:
         _become(*request)
 
 
-def _preload() -> None:
+def preload() -> None:
+    """Import what stage commands import: the CLI, torch, torchvision, captum, scipy and every stage module of
+    :func:`kdinterp.measures.registry.stage_modules` (call :func:`kdinterp.core.runtime.pin_environment` first)."""
     import importlib
 
     from kdinterp.measures.registry import stage_modules
