@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,10 @@ POINTS = (("during training", f"scratch-0 epoch 3/{EPOCHS}:"),
 #: training stages' resume state (compared by value).
 SKIPPED = (".git", ".dvc/tmp", "outputs/checkpoints")
 RESUME_STATE = "outputs/checkpoints/scratch-0/last.pt"
+#: Starts a command with SIGINT and SIGQUIT at their defaults, as in a terminal: a shell starts its background jobs
+#: with both ignored, and what ignores SIGINT (pytest, DVC, each stage) passes that on, so Ctrl-C would find nobody.
+AS_IN_A_TERMINAL = (sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                    "signal.signal(signal.SIGQUIT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])")
 #: How long one run may take before the test gives up on it (a tiny stage takes ~5 s).
 RUN_TIMEOUT_S = 180.0
 
@@ -89,8 +94,8 @@ def _repair_lock(project: Path) -> str:
 def _interrupt(project: Path, sig: signal.Signals, marker: str) -> str:
     """Run `dvc repro TARGET` in ``project`` in a process group of its own; send ``sig`` to the group at the first
     line of output that contains ``marker``; return the run's output. Fails if the marker never comes."""
-    run = subprocess.Popen([str(BIN / "dvc"), "repro", TARGET], cwd=project, env=_env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    run = subprocess.Popen([*AS_IN_A_TERMINAL, str(BIN / "dvc"), "repro", TARGET], cwd=project, env=_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines, sent = [], False
     deadline = time.monotonic() + RUN_TIMEOUT_S
     assert run.stdout is not None
