@@ -12,7 +12,7 @@ machine's speed hits all three alike:
 
 * ``fresh-teardown``: a process of its own that ends with the interpreter's teardown, as every stage did before
   ``src/kdinterp/workflow/warm.py`` (``python -c 'from kdinterp.cli import app; app()' ...``);
-* ``fresh``: a process of its own, ending as :func:`kdinterp.workflow.warm.run_cli` ends it (no teardown);
+* ``fresh``: a process of its own, ending as :func:`kdinterp.__main__.run_cli` ends it (no teardown);
 * ``warm``: the client of a warm process, as under ``dvc repro`` (``DVC_STAGE`` set; the process is started by an
   untimed first run, in a socket folder of this benchmark's own, and stopped at the end).
 

@@ -11,7 +11,7 @@ one shared process exclude each other; a warm process keeps both. It is the zygo
   imports the stage modules of :func:`kdinterp.measures.registry.stage_modules`, then listens on a Unix socket.
 * Each stage command is then a thin client: it sends its argv, working directory, environment and its standard
   streams (the file descriptors themselves), and the server forks a child that becomes the command: same
-  environment, same streams, the CLI of :mod:`kdinterp.cli`, the exit of :func:`run_cli`. The client waits for the
+  environment, same streams, the CLI of :mod:`kdinterp.cli`, the exit of :func:`kdinterp.__main__.run_cli`. The client waits for the
   child's exit status and exits with it (a signal death is repeated on itself).
 * SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the client (Ctrl-C, a CI timeout) are forwarded to the child; if the
   client dies (SIGKILL), the server kills the child. A signal that comes after the child has ended with status 0
@@ -50,47 +50,6 @@ PACKAGE = Path(__file__).resolve().parents[1]
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 MAX_REQUEST = 4 << 20  # bytes of a request (argv, directory, environment)
 _MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path on Linux (sun_path); a longer one runs without a server
-
-
-def main() -> None:
-    """The ``kdinterp`` console script: run the command in a warm child when :func:`eligible`, else here."""
-    if eligible(os.environ, sys.argv):
-        status = run_warm(sys.argv, Path.cwd(), dict(os.environ))
-        if status is not None:
-            _exit_like(status)
-    run_cli()
-
-
-def run_cli() -> None:
-    """Run the CLI of :mod:`kdinterp.cli` on ``sys.argv``, then exit without the interpreter's teardown.
-
-    The teardown frees every module's objects one by one: 0.85 s of a 3.9 s evaluate stage in a fresh process,
-    1.35 s in a forked child (its pages are copied as they are freed). What an exit must do is done first, as the
-    interpreter does it: wait for non-daemon threads, run the ``atexit`` handlers, flush the standard streams.
-    An exception other than ``SystemExit`` (a bug) takes the normal path and keeps its traceback.
-    """
-    import atexit
-    import threading
-
-    from kdinterp.cli import app
-
-    try:
-        app(prog_name="kdinterp")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
-        if not isinstance(exit_.code, int | None):
-            print(exit_.code, file=sys.stderr)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            code = code or 120
-    os._exit(code)
 
 
 def eligible(env: os._Environ | dict, argv: list[str]) -> bool:
@@ -152,7 +111,7 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
 
     Returns the child's wait status (``os.waitpid`` encoding), or ``None`` if the command did not start there
     (then the caller runs it itself). Once the child has started, the signals of :data:`FORWARDED` go to it until
-    this process exits, which the caller then does at once (:func:`main`); a signal that came and found the child
+    this process exits, which the caller then does at once (:func:`exit_like`); a signal that came and found the child
     ended with status 0 kills this process instead. Raises ``SystemExit`` (status 1) if the connection ends after
     the child started but before its status came: the command may have run, so it is not run again.
     """
@@ -211,8 +170,9 @@ def _die_by(signum: int) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _exit_like(status: int) -> None:
-    """Exit at once as the child did: its exit code, or death by its signal."""
+def exit_like(status: int) -> None:
+    """Exit this process at once as the child did: its exit code (after flushing the standard streams), or death by
+    its signal. ``status``: an ``os.waitpid`` wait status."""
     if os.WIFSIGNALED(status):
         _die_by(os.WTERMSIG(status))
     for stream in (sys.stdout, sys.stderr):
@@ -254,7 +214,7 @@ def _start_server(directory: Path, key: str, env: dict[str, str]) -> socket.sock
             return conn
         with open(directory / f"{key}.log", "ab") as log:
             server = subprocess.Popen(
-                [sys.executable, "-P", "-c", f"from kdinterp.workflow.warm_server import serve; serve({str(path)!r})"],
+                [sys.executable, "-P", "-c", f"from kdinterp.__main__ import serve_warm; serve_warm({str(path)!r})"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, process_group=0, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and server.poll() is None:

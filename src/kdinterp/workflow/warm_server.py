@@ -2,7 +2,7 @@
 
 Single-threaded (a selector loop), so that nothing holds a lock when it forks. A child closes the server's sockets,
 takes the client's standard streams, directory, environment, ignored signals and argv, and runs the CLI as
-:func:`kdinterp.workflow.warm.run_cli`. The server sends the client ``started <pid>``, then ``exit <wait status>``;
+:func:`kdinterp.__main__.run_cli` (the caller of :func:`serve`). The server sends the client ``started <pid>``, then ``exit <wait status>``;
 it kills a child whose client has died, and exits after ``KDINTERP_WARM_IDLE`` (default
 :data:`kdinterp.workflow.warm.IDLE_S`) seconds without a child.
 """
@@ -17,11 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-from kdinterp.workflow.warm import FORWARDED, IDLE_S, MAX_REQUEST, run_cli, send_signal
+from kdinterp.workflow.warm import FORWARDED, IDLE_S, MAX_REQUEST, send_signal
 
 
-def serve(path: str) -> None:
-    """Run the server on the Unix socket ``path``: pin, preload, listen, fork one child per request, exit when idle."""
+def serve(path: str) -> bool:
+    """Run the server on the Unix socket ``path``: pin, preload, listen, fork one child per request, until idle.
+
+    Returns ``False`` in the server when it has been idle for ``KDINTERP_WARM_IDLE`` seconds, and ``True`` in a
+    forked child that has taken its client's streams, directory, environment, signals and argv: the caller then runs
+    the command (:func:`kdinterp.__main__.serve_warm`)."""
     from kdinterp.core.runtime import pin_environment
 
     pin_environment(portable=os.environ.get("KDINTERP_PORTABLE") == "1")
@@ -39,8 +43,10 @@ def serve(path: str) -> None:
         if os.getpid() == server:
             for leftover in (path, f"{path}.pid"):
                 Path(leftover).unlink(missing_ok=True)
-    if request is not None:  # in a forked child
-        _become(*request)
+    if request is None:
+        return False
+    _become(*request)  # in a forked child
+    return True
 
 
 def preload() -> None:
@@ -152,7 +158,7 @@ def _close(fds) -> None:
 
 
 def _become(argv: list[str], cwd: str, env: dict[str, str], ignored: list[int], fds: list[int]) -> None:
-    """In the forked child: take the client's streams, directory, environment and argv, run the CLI, exit."""
+    """In the forked child: take the client's streams, directory, environment, ignored signals and argv."""
     import io
 
     for target, fd in enumerate(fds):
@@ -171,4 +177,3 @@ def _become(argv: list[str], cwd: str, env: dict[str, str], ignored: list[int], 
                                   encoding=old.encoding, errors=old.errors, write_through=old.write_through,
                                   line_buffering=old.line_buffering or (fd == 1 and os.isatty(1)))
         setattr(sys, name, stream), setattr(sys, f"__{name}__", stream)
-    run_cli()
