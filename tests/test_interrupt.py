@@ -53,7 +53,7 @@ RESUME_STATE = "outputs/checkpoints/scratch-0/last.pt"
 #: with both ignored, and what ignores SIGINT (pytest, DVC, each stage) passes that on, so Ctrl-C would find nobody.
 AS_IN_A_TERMINAL = (sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                     "signal.signal(signal.SIGQUIT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])")
-#: How long one run may take before the test gives up on it (a tiny stage takes ~5 s).
+#: How long one run may take before the test gives up on it (a tiny stage takes 1-5 s).
 RUN_TIMEOUT_S = 180.0
 
 

@@ -61,7 +61,7 @@ def eligible(env: os._Environ | dict, argv: list[str]) -> bool:
 def server_key(env: dict[str, str], package: Path = PACKAGE) -> str:
     """Hex key of the server that may run a command: the interpreter, the ``.py`` files of ``package`` (path, size,
     mtime) and the environment ``env`` less :data:`PER_CALL`."""
-    files = sorted((str(p.relative_to(package)), p.stat().st_size, p.stat().st_mtime_ns)
+    files = sorted((str(p.relative_to(package)), (st := p.stat()).st_size, st.st_mtime_ns)
                    for p in package.rglob("*.py"))
     payload = json.dumps([sys.executable, sys.version, str(package), files,
                           sorted((k, v) for k, v in env.items() if k not in PER_CALL)])
@@ -118,9 +118,10 @@ def run_warm(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
     try:
         directory = socket_dir(env)
         key = server_key(env)
-        if len(os.fsencode(directory / f"{key}.sock.pid")) > _MAX_SOCKET_PATH:
+        path = directory / f"{key}.sock"
+        if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
             return None
-        conn = _connect(directory / f"{key}.sock") or _start_server(directory, key, env)
+        conn = _connect(path) or _start_server(directory, key, env)
     except OSError:
         return None
     if conn is None:

@@ -62,7 +62,7 @@ def preload() -> None:
 
 
 def _serve_until_idle(listener: socket.socket, idle_s: float):
-    """Accept clients until idle; in a forked child, return its request ``(argv, cwd, env, fds)``."""
+    """Accept clients until idle; in a forked child, return its request ``(argv, cwd, env, ignored, fds)``."""
     import selectors
 
     selector = selectors.DefaultSelector()
