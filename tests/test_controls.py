@@ -35,7 +35,7 @@ def _raw(folders: dict[str, Path]) -> dict:
     use_tiny_recipe(raw, TINY)
     raw["student_recipe"]["snapshot_epochs"] = [1, 2]
     raw["controls"]["scratch_epoch2"]["epoch"] = 2
-    raw["seeds"] = [3, 4]
+    raw["seeds"] = raw["control_seeds"] = [3, 4]
     return raw
 
 
@@ -244,7 +244,9 @@ _DELETE = object()
     ("student_recipe.snapshot_epochs", [2, 4], "student_recipe.snapshot_epochs: 4 is after the last epoch "
                                                "(optim.epochs: 3); give epochs in 1..3"),
     ("student_recipe.snapshot_epochs", [0], "student_recipe.snapshot_epochs[0]: must be >= 1"),
-    ("students.shuffled.shuffle_labels", "yes", "students.shuffled.shuffle_labels"),
+    ("trained_controls.shuffled.shuffle_labels", "yes", "trained_controls.shuffled.shuffle_labels"),
+    ("control_seeds", [3, 5], "control_seeds: give distinct seeds among seeds [3, 4]"),
+    ("control_seeds", [3, 3], "control_seeds: give distinct seeds among seeds [3, 4]"),
 ])
 def test_bad_control_params_name_the_key_and_the_fix(tiny_folders, key: str, value, message: str) -> None:
     with pytest.raises(ParamsError, match=re.escape(message)):
@@ -259,4 +261,27 @@ def test_default_params_have_the_ladder_and_keep_the_paper_roles() -> None:
     controls = {m.name: m for m in study.models(params) if m.group.section == "controls" and m.seed == 0}
     assert [controls[n].recipe.batchnorm for n in ("random_init", "random_init_bn")] == ["as_is", "recalibrated"]
     assert controls["scratch_epoch2"].source.key == "scratch-0"
-    assert params.students["shuffled"].shuffle_labels and not params.students["scratch"].shuffle_labels
+    assert params.trained_controls["shuffled"].shuffle_labels and not params.students["scratch"].shuffle_labels
+
+
+def test_controls_run_at_the_control_seeds_and_students_at_every_seed() -> None:
+    """The default: compared students at 5 seeds, controls (trained or not) at 3 (params.yaml, docs/instrument.md §4)."""
+    from kdinterp.measures.registry import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    seeds: dict[str, set[int]] = {}
+    for model in study.models(params):
+        seeds.setdefault(model.group.section, set()).add(model.seed)
+    assert seeds["students"] == seeds["distilled"] == set(params.seeds) and len(params.seeds) == 5
+    assert seeds["controls"] == seeds["trained_controls"] == set(params.control_seeds) == {0, 1, 2}
+    shuffled = study.find(params, "shuffled", 0)
+    assert shuffled.stage("train") == "train_control@shuffled-0" and shuffled.group.trained
+    with pytest.raises(KeyError, match="no model 'shuffled' at seed 3"):
+        study.find(params, "shuffled", 3)
+
+
+def test_control_seeds_default_to_the_seeds(tiny_folders) -> None:
+    raw = _raw(tiny_folders)
+    del raw["control_seeds"]
+    params = _params(raw)
+    assert {m.seed for m in study.models(params) if m.group.control} == {3, 4}

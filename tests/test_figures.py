@@ -455,7 +455,7 @@ def test_controls_section_lists_the_ladder_against_the_floor_and_the_roles_stay(
     """The ladder (recalibrated init, a snapshot, the shuffled-label student) gets rows against the floor; no role."""
     raw = _raw()
     raw["student_recipe"]["snapshot_epochs"] = [2]
-    raw["students"]["shuffled"] = {"label_smoothing": 0.0, "shuffle_labels": True}
+    raw["trained_controls"] = {"shuffled": {"label_smoothing": 0.0, "shuffle_labels": True}}
     raw["controls"] = {"random_init": {}, "random_init_bn": {"batchnorm": "recalibrated"},
                        "scratch_epoch2": {"init": "snapshot", "student": "scratch", "epoch": 2}}
     params = parse_params(raw)

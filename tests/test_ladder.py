@@ -109,7 +109,7 @@ def _params(*, endpoint: str = "detectors", max_share: float = 0.25, margins: di
     raw = _raw()
     raw["controls"] = {"random_init": {}}
     if shuffled:
-        raw["students"]["shuffled"] = {"label_smoothing": 0.0}
+        raw["trained_controls"] = {"shuffled": {"label_smoothing": 0.0}}
     raw["instrument"] = {"endpoint": endpoint,
                          "controls": {"untrained": "random_init", "shuffled": "shuffled", "snapshots": []},
                          "criteria": {"untrained_max_share": max_share}}

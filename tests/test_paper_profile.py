@@ -37,7 +37,7 @@ WEIGHTS = "pretrained/resnet34-b627a593.pth"
 #: step at the paper's 0.1 from scratch gives logits of ~1e3 under eval-mode BatchNorm, so every
 #: class-mean non-target probability is exactly 0 and the similarity measures are undefined (NaN).
 #: Architectures, 224 px, augmentation, normalisation, schedule, KD and dissection settings stay the profile's.
-OVERRIDES = {"seeds": [0],
+OVERRIDES = {"seeds": [0], "control_seeds": [0],
              "data": {"num_workers": 0, "eval_batch_size": 8},
              "student_recipe": {"optim": {"epochs": 1, "batch_size": 9, "lr": 0.001}, "snapshot_epochs": []},
              "dissection": {"batch_size": 5, "device": "cpu",
@@ -46,7 +46,7 @@ OVERRIDES = {"seeds": [0],
 #: Models the test drops: each adds a train, an evaluate and a dissect stage, 40-60 s on 2 shared cores
 #: (each stage's `kdinterp` spends 7-19 s importing torch and torchvision). Students trained from labels
 #: and controls run the same stage code as the KD student (tests/test_end_to_end.py covers every group).
-DROPPED = {"students": ["scratch", "ls", "shuffled"], "controls": ["random_init", "random_init_bn", "scratch_epoch2", "scratch_epoch4"],
+DROPPED = {"students": ["scratch", "ls"], "trained_controls": ["shuffled"], "controls": ["random_init", "random_init_bn", "scratch_epoch2", "scratch_epoch4"],
            "paper_models": ["scratch", "ls"]}
 LABELS = {1: ("red", "color"), 2: ("dog", "object"), 3: ("leg", "part"), 4: ("wood", "material"),
           5: ("street", "scene"), 6: ("striped", "texture")}

@@ -108,7 +108,8 @@ def run(tmp_path: Path) -> tuple[Params, study.Layout, Path]:
     probe = _probe(tmp_path / "probe")
     base = load_params(ROOT / "params.yaml")
     params = dataclasses.replace(
-        base, seeds=SEEDS, teachers={}, distilled={}, self_distilled={}, controls={},
+        base, seeds=SEEDS, control_seeds=SEEDS, teachers={}, distilled={}, self_distilled={}, controls={},
+        trained_controls={},
         students={"scratch": base.students["scratch"], "ls": base.students["ls"]},
         paper_models={"scratch": "scratch", "ls": "ls"}).with_section(
         "dissection", dataclasses.replace(base.dissection, broden_dir=str(probe), categories=CATEGORIES))

@@ -29,7 +29,7 @@ def tiny_params(folders: dict[str, Path], distilled: dict | None = None, seeds: 
     raw["teachers"] = {"teacher": {**TINY, "label_smoothing": 0.0}}
     use_tiny_recipe(raw, TINY)
     if seeds is not None:
-        raw["seeds"] = seeds
+        raw["seeds"] = raw["control_seeds"] = seeds
     if distilled is not None:
         raw["distilled"] = {**raw["distilled"], **distilled}
     params = parse_params(raw)

@@ -39,9 +39,12 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
     models = study.models(params)
     keys = [m.key for m in models]
     seeds = list(params.seeds)
-    per_seed = [*params.students, *params.distilled, *params.self_distilled, *params.controls]
-    assert keys == [*params.teachers, *[f"{name}-{seed}" for seed in seeds for name in per_seed]]
-    assert len(keys) == len(params.teachers) + len(seeds) * len(per_seed) and len(set(keys)) == len(keys)
+    per_seed = [*params.students, *params.distilled, *params.self_distilled]
+    controls = [*params.trained_controls, *params.controls]
+    assert keys == [*params.teachers, *[f"{name}-{seed}" for seed in seeds
+                                        for name in per_seed + (controls if seed in params.control_seeds else [])]]
+    assert len(keys) == (len(params.teachers) + len(seeds) * len(per_seed)
+                         + len(params.control_seeds) * len(controls)) and len(set(keys)) == len(keys)
     kd = study.find(params, "kd", seeds[-1])
     assert kd.teacher == study.find(params, "teacher")
     assert kd.teacher.seed == params.teachers["teacher"].seed
@@ -53,7 +56,7 @@ def test_every_student_once_per_seed_and_the_teacher_once(params) -> None:
         params.student_recipe.model)
     snapshot = study.find(params, "scratch_epoch4", seeds[1])
     assert snapshot.source == study.find(params, "scratch", seeds[1]) and control.source is None
-    assert study.find(params, "shuffled", seeds[0]).role is None  # a control of the students: no paper role
+    assert study.find(params, "shuffled", seeds[0]).role is None  # a trained control: no paper role
 
 
 def test_self_distillation_takes_the_student_of_the_same_seed(params) -> None:

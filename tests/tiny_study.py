@@ -86,10 +86,11 @@ def tiny_params() -> dict:
     params["teachers"]["teacher"].update(TINY_MODEL)
     use_tiny_recipe(params)
     params["dissection"]["batch_size"] = 16
-    params["seeds"] = [0, 1]
+    params["seeds"] = params["control_seeds"] = [0, 1]
     # The shuffled-label student and the BatchNorm-recalibrated control run the same stages as scratch and
     # random_init (tests/test_controls.py covers their training); each adds ~9 stages, ~45 s, to every test run.
-    del params["students"]["shuffled"], params["controls"]["random_init_bn"]
+    params["trained_controls"] = {}
+    del params["controls"]["random_init_bn"]
     params["instrument"]["controls"].update(shuffled=None, untrained_bn=None)
     return params
 

@@ -298,8 +298,12 @@ class Section:
 
 @dataclass(frozen=True)
 class Params:
-    """All of ``params.yaml``. Cross-references (teachers, methods, roles) are checked by
+    """All of ``params.yaml``. Cross-references (teachers, methods, roles, seeds) are checked by
     :func:`kdinterp.core.study.check`, which owns the list of models.
+
+    ``seeds``: the seeds of the students, distilled and self-distilled students; ``control_seeds``
+    (a subset; None: ``seeds``): those of the controls, trained (``trained_controls``, e.g. shuffled
+    labels: :class:`StudentParams`) or not (``controls``).
 
     The sections of the study itself are fields. The sections of the measures (``dissection``,
     ``saliency``, ``diffroar`` ...) are in :attr:`sections`, each converted by the schema its measure
@@ -313,7 +317,9 @@ class Params:
     student_recipe: StudentRecipe
     students: dict[str, StudentParams]
     distilled: dict[str, DistilledParams]
+    control_seeds: tuple[int, ...] | None = ranged(None, ge=0, le=SEED_MAX)
     self_distilled: dict[str, DistilledParams] = field(default_factory=dict)
+    trained_controls: dict[str, StudentParams] = field(default_factory=dict)
     controls: dict[str, ControlParams] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
     verdicts: VerdictParams = field(default_factory=VerdictParams)

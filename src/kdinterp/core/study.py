@@ -3,8 +3,9 @@
 One owner for the facts that stages, validators, figures, the report and the tests all need:
 
 * **Which models exist** (:func:`models`): every teacher once (with its own ``seed``), every
-  student trained from labels, every distilled and every self-distilled student, and every
-  control, once per seed in ``params.seeds``. A :class:`Model` carries its name, group, seed,
+  student trained from labels, every distilled and every self-distilled student once per seed in
+  ``params.seeds``, and every control (trained or not) once per seed in ``params.control_seeds``
+  (:func:`seeds_of`). A :class:`Model` carries its name, group, seed,
   architecture, recipe, method, paper role, the model it distils from, and its DVC stage names.
   Students of one seed share their initialisation and data order (the seed fixes both), so their
   differences are paired.
@@ -27,7 +28,8 @@ from kdinterp.core.params import ControlParams, DistilledParams, ModelParams, Op
 
 __all__ = ["ACTIVATION_GRID_FILE", "FIG1_FILE", "FIGURES_DIR", "FIGURE_FILES", "GRADIENT_GRID_FILE", "GROUPS", "IOU_PLOT",
            "PER_CATEGORY_FILE", "PLOT_TABLES", "PRETRAINED_DIR", "QUANTILE_PLOT", "REPRODUCTION_FILE", "ROLES",
-           "SENSITIVITY_FILE", "TRAINING_PLOT", "Group", "Layout", "Model", "check", "find", "find_key", "models"]
+           "SENSITIVITY_FILE", "TRAINING_PLOT", "Group", "Layout", "Model", "check", "find", "find_key", "models",
+           "seeds_of"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
@@ -75,6 +77,7 @@ class Group:
         snapshots: its train stage also writes the weights after each of ``student_recipe.snapshot_epochs``
             (:meth:`Layout.snapshots`; the students trained from labels): what controls of ``init:
             snapshot`` take.
+        control: a control of the instrument (no paper role): its seeds are ``params.control_seeds``.
     """
 
     section: str
@@ -84,6 +87,7 @@ class Group:
     teacher_from: str | None = None
     trained: bool = True
     snapshots: bool = False
+    control: bool = False
 
 
 GROUPS: tuple[Group, ...] = (
@@ -91,7 +95,8 @@ GROUPS: tuple[Group, ...] = (
     Group("students", "student", "train_student", per_seed=True, snapshots=True),
     Group("distilled", "distilled", "distill_student", per_seed=True, teacher_from="teachers"),
     Group("self_distilled", "self_distilled", "self_distill_student", per_seed=True, teacher_from="students"),
-    Group("controls", "control", "init_control", per_seed=True, trained=False),
+    Group("trained_controls", "trained_control", "train_control", per_seed=True, control=True),
+    Group("controls", "control", "init_control", per_seed=True, trained=False, control=True),
 )
 _GROUP = {g.section: g for g in GROUPS}
 
@@ -151,7 +156,8 @@ def models(params: Params) -> list[Model]:
 
     Returns:
         Teachers (one each), then for every seed of ``params.seeds``: the students, the distilled
-        and the self-distilled students, and the controls of that seed.
+        and the self-distilled students, and (a seed of ``params.control_seeds``) the trained and the
+        untrained controls of that seed.
 
     Raises:
         ParamsError: see :func:`check`.
@@ -172,11 +178,24 @@ def models(params: Params) -> list[Model]:
                 source = params.teachers[spec.teacher].seed if section == "distilled" else seed
                 out[name, seed] = Model(name, _GROUP[section], seed, recipe.model, recipe.optim, spec.method, spec,
                                         roles.get(name), out[spec.teacher, source])
+        if seed not in seeds_of(params, _GROUP["controls"]):
+            continue
+        for name, spec in params.trained_controls.items():
+            out[name, seed] = Model(name, _GROUP["trained_controls"], seed, recipe.model, recipe.optim, "ce", spec,
+                                    roles.get(name))
         for name, spec in params.controls.items():
             source = out[spec.student, seed] if spec.student is not None else None
             out[name, seed] = Model(name, _GROUP["controls"], seed, recipe.model, recipe.optim, "ce", spec,
                                     roles.get(name), source=source)
     return list(out.values())
+
+
+def seeds_of(params: Params, group: Group) -> tuple[int, ...]:
+    """The seeds of ``group``'s models: ``params.control_seeds`` for a control group (``params.seeds``
+    when that is null), else ``params.seeds``; a teacher group's are its entries' own."""
+    if group.control and params.control_seeds is not None:
+        return params.control_seeds
+    return params.seeds
 
 
 def find(params: Params, name: str, seed: int | None = None) -> Model:
@@ -217,6 +236,10 @@ def check(params: Params) -> None:
     """
     if not params.seeds or len(set(params.seeds)) != len(params.seeds):
         raise ParamsError(f"seeds: give one or more distinct seeds, got {list(params.seeds)}")
+    controls = params.control_seeds
+    if controls is not None and (len(set(controls)) != len(controls) or not set(controls) <= set(params.seeds)):
+        raise ParamsError(f"control_seeds: give distinct seeds among seeds {list(params.seeds)} (a control is paired "
+                          f"with the students of its seed), got {list(controls)}")
     sections = {g.section: getattr(params, g.section) for g in GROUPS}
     seen: dict[str, str] = {}
     for section, entries in sections.items():
