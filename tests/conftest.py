@@ -162,7 +162,16 @@ def _warm_servers(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _tiny_study_build(request: pytest.FixtureRequest, tmp_path_factory, _warm_servers):
+def _decode_cache(tmp_path_factory):
+    """Decoded image folders (src/kdinterp/training/decode_cache.py) are cached in this session's folder, never in
+    the user's ~/.cache."""
+    directory = tmp_path_factory.mktemp("decoded")
+    os.environ["KDINTERP_DECODE_CACHE"] = str(directory)
+    return directory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_study_build(request: pytest.FixtureRequest, tmp_path_factory, _warm_servers, _decode_cache):
     """Starts the tiny study's build (tests/study_build.py) with the session, if a selected test reads it."""
     from tests.study_build import BackgroundStudy
 

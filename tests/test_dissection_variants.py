@@ -138,3 +138,21 @@ def test_probe_bootstrap_spreads_a_borderline_detector() -> None:
     assert report == probe_bootstrap(blocks, np.array([-1, 0]), 5 / 35, replicates=400, seed=0)  # seeded
     with pytest.raises(ValueError, match=">= 2 blocks and replicates"):
         probe_bootstrap(blocks, np.array([-1, 0]), 0.1, replicates=1, seed=0)
+
+
+@pytest.mark.parametrize("rotated", [True, False])
+def test_the_rotated_calibrated_test_runs_only_when_asked(probe, rotated: bool) -> None:
+    """``calibrated_rotated`` False skips the calibrated test in the rotated basis (the dissection measure asks for it
+    only for the ladder's rotation roles); the unit-basis test is the same either way."""
+    from kdinterp.dissection.calibrated import CalibratedOptions
+
+    options = CalibratedOptions(permutations=99, splits=2)
+    result = dissect(_Net(), "layer4", probe, quantile=0.05, batch_size=3, device=torch.device("cpu"),
+                     variants=[Variant("rotated", 0.05, random_rotation(UNITS, 0))], calibrated=options,
+                     calibrated_rotated=rotated)
+    both = dissect(_Net(), "layer4", probe, quantile=0.05, batch_size=3, device=torch.device("cpu"),
+                   variants=[Variant("rotated", 0.05, random_rotation(UNITS, 0))], calibrated=options)
+    assert (result.calibrated_rotated is not None) == rotated and len(both.calibrated_rotated) == 2
+    for mine, reference in zip(result.calibrated, both.calibrated, strict=True):
+        assert np.array_equal(mine.p, reference.p) and np.array_equal(mine.detector, reference.detector)
+

@@ -28,11 +28,16 @@ from kdinterp.core.params import ControlParams, DistilledParams, ModelParams, Op
 
 __all__ = ["ACTIVATION_GRID_FILE", "FIG1_FILE", "FIGURES_DIR", "FIGURE_FILES", "GRADIENT_GRID_FILE", "GROUPS", "IOU_PLOT",
            "PER_CATEGORY_FILE", "PLOT_TABLES", "PRETRAINED_DIR", "QUANTILE_PLOT", "REPRODUCTION_FILE", "ROLES",
+           "ROTATION_ROLES",
            "SENSITIVITY_FILE", "TRAINING_PLOT", "Group", "Layout", "Model", "check", "find", "find_key", "models",
            "seeds_of"]
 
 #: The paper's roles (``params.paper_models``), in the order of its Figure 1 after the teacher.
 ROLES: tuple[str, ...] = ("teacher", "scratch", "kd", "ls")
+
+#: The roles whose models the control ladder's rotated-basis rung reads (docs/instrument.md §3): only their
+#: dissections run the calibrated detector in the rotated basis too (the rung's one use of it; ~3.5 s a model).
+ROTATION_ROLES: tuple[str, ...] = ("scratch", "teacher")
 
 #: The folder (relative to the repository root) of user-provided weights (``teachers.<name>.weights``).
 #: Every ``train_teacher`` stage depends on it in dvc.yaml: a DVC dependency cannot be null, and a

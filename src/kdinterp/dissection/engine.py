@@ -53,7 +53,7 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
             variants: Sequence[Variant] = (), blocks: int = 0, activations: ActivationStorage = "auto",
             activation_memory_bytes: int = KEEP_ACTIVATIONS_BYTES, scratch_dir: str | Path | None = None,
             batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-            calibrated: CalibratedOptions | None = None) -> DissectionResult:
+            calibrated: CalibratedOptions | None = None, calibrated_rotated: bool = True) -> DissectionResult:
     """Dissect ``layer`` of ``model`` on ``dataset``.
 
     Args:
@@ -80,6 +80,8 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
             None: the dataset's images go to the model as they are.
         calibrated: also test each unit against a permutation null (:mod:`~kdinterp.dissection.calibrated`),
             from the main tally's unit masks during the tally pass; None: not run.
+        calibrated_rotated: run that test in the first rotated-basis variant too (when ``variants`` has one);
+            False: only in the unit basis (the result's ``calibrated_rotated`` is None).
 
     Returns:
         The counts, IoUs and top images (:class:`DissectionResult`), with ``variants`` in the order
@@ -100,7 +102,7 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         thresholds, top = _first_pass(forward, dataset, views, top_images,
                                       _loader(dataset, batch_size, num_workers, segmentation=False), kept)
         if calibrated is not None:  # the main view and the rotated one; per split: seeds split_seed, split_seed + 1, ...
-            for index in _calibrated_views(views):
+            for index in _calibrated_views(views, calibrated_rotated):
                 collectors[index] = [CalibratedCollector(len(dataset), len(thresholds[0]),
                                                          dataset.broden.label_category, len(dataset.broden.categories),
                                                          split_halves(len(dataset), options.split_seed))
@@ -119,13 +121,15 @@ def dissect(model: nn.Module, layer: str, dataset: BrodenDataset, *, quantile: f
         variants=tuple(VariantResult(v.basis, v.quantile, t.cpu().numpy(), other.iou().cpu().numpy())
                        for v, t, other in zip(variants, thresholds[1:], tallies[1:], strict=True)),
         blocks=block_counts, calibrated=_calibrated_results(collectors, 0, calibrated),
-        calibrated_rotated=_calibrated_results(collectors, next(iter(_calibrated_views(views)[1:]), -1), calibrated))
+        calibrated_rotated=_calibrated_results(collectors, next(iter(_calibrated_views(views, calibrated_rotated)[1:]), -1),
+                                               calibrated))
 
 
-def _calibrated_views(views: list[Variant]) -> list[int]:
-    """The views the calibrated detector runs on: the main one (0), and the first rotated-basis variant if any."""
-    rotated = [i for i, view in enumerate(views) if i > 0 and view.basis == "rotated"]
-    return [0, *rotated[:1]]
+def _calibrated_views(views: list[Variant], rotated: bool = True) -> list[int]:
+    """The views the calibrated detector runs on: the main one (0), and (``rotated``) the first rotated-basis
+    variant if any."""
+    found = [i for i, view in enumerate(views) if i > 0 and view.basis == "rotated"]
+    return [0, *found[:1]] if rotated else [0]
 
 
 def _calibrated_results(collectors: dict[int, list[CalibratedCollector]], index: int,

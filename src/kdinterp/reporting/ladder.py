@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdinterp.core import statistics
+from kdinterp.core import statistics, study
 from kdinterp.core.params import Params, ParamsError
 from kdinterp.core.statistics import Comparison
 from kdinterp.measures.dissection import sensitivity_key
@@ -256,7 +256,7 @@ def instrument_ladder(params: Params, run: RunResults) -> Ladder | None:
     end, shuffled = _series(run, [("scratch", scratch), ("shuffled", controls.shuffled)], quantity.value,
                             quantity.name)
     rungs.append(shuffled_criterion(end, shuffled, confidence, f"shuffled labels: {shuffled.label}"))
-    for role in ("scratch", "teacher"):
+    for role in study.ROTATION_ROLES:
         name = run.roles.get(role)
         [unit], [rotated] = (_series(run, [(label, name)], metric, what) for label, metric, what in _bases(params, run))
         rungs.append(rotation_criterion(unit, rotated, confidence, f"rotated basis: {role} (`{name}`)"))

@@ -29,6 +29,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from kdinterp.core.params import DataParams
+from kdinterp.training.decode_cache import cached_images
 from kdinterp.training.folders import DataError, image_folder
 
 __all__ = ["EvalBatches", "InMemoryImages", "TrainBatches", "crop_flip", "decoded_size", "draw_crop_flip",
@@ -45,7 +46,8 @@ class InMemoryImages(Dataset):
     """An ImageFolder tree decoded once into a uint8 tensor.
 
     Same samples, order, class names and class indices as ``torchvision.datasets.ImageFolder(root)``
-    (the listing is ImageFolder's own). Every file is decoded with PIL and ``convert("RGB")``.
+    (the listing is ImageFolder's own). Every file is decoded with PIL and ``convert("RGB")``, or the
+    same bytes are read from the decode cache (:mod:`kdinterp.training.decode_cache`).
 
     Attributes:
         root: the tree's directory.
@@ -78,7 +80,9 @@ class InMemoryImages(Dataset):
         self.train = train
         self.size, self.padding = data.image_size, data.image_size // 8
         self.mean, self.std = tuple(data.mean), tuple(data.std)
-        self.images = self._decode(None if train else v2.Compose([v2.Resize(self.size), v2.CenterCrop(self.size)]))
+        geometry = None if train else v2.Compose([v2.Resize(self.size), v2.CenterCrop(self.size)])
+        self.images = cached_images(self.samples, "as stored" if train else f"resize + center crop {self.size}",
+                                    lambda: self._decode(geometry))
         height, width = self.images.shape[-2:]
         if train and (height + 2 * self.padding < self.size or width + 2 * self.padding < self.size
                       or self.padding >= min(height, width)):

@@ -14,7 +14,7 @@ from kdinterp.core.io import atomic_path
 from kdinterp.core.params import CATEGORIES, Params
 from kdinterp.core.progress import log
 from kdinterp.core.runtime import configure_torch, resolve_device
-from kdinterp.core.study import Layout, Model
+from kdinterp.core.study import ROTATION_ROLES, Layout, Model
 from kdinterp.dissection import engine as dissection
 from kdinterp.dissection.broden import BrodenDataset, load_broden
 from kdinterp.dissection.calibrated import CalibratedResult
@@ -70,7 +70,8 @@ def dissect_model(params: Params, model: Model, layout: Layout) -> DissectionSum
                                 blocks=band.bootstrap_blocks, activations=spec.activations,
                                 activation_memory_bytes=spec.activation_memory_mb << 20,
                                 scratch_dir=layout.measure(MEASURE.name, model), batch_transform=normalize,
-                                calibrated=spec.calibrated.options())
+                                calibrated=spec.calibrated.options(),
+                                calibrated_rotated=model.role in ROTATION_ROLES)
     units = dissection.units_table(result, spec.iou_threshold)
     bootstrap = probe_bootstrap(result.blocks, result.label_category, spec.iou_threshold,
                                 replicates=band.bootstrap_replicates, seed=model.seed)
