@@ -9,6 +9,7 @@ real ENOTDIR), or a monkeypatched ``mkdir`` or write that raises ``PermissionErr
 from __future__ import annotations
 
 import errno
+import sys
 import time
 from pathlib import Path
 
@@ -275,3 +276,45 @@ def test_repair_lock_puts_back_the_committed_dvc_lock_and_drops_dead_rwlock_entr
     assert prune_rwlock(tmp_path) is None
     rwlock.write_text('{"read": {"a": [')
     assert "not valid JSON" in prune_rwlock(tmp_path) and not rwlock.exists()
+
+
+def test_repair_lock_drops_the_lock_entries_of_stages_dvc_yaml_no_longer_defines(tmp_path: Path) -> None:
+    """A stage taken out of a matrix keeps its dvc.lock entry (treeverse/dvc#5293); prune_stale_stages drops it and
+    keeps the others byte for byte; with nothing stale the file is not rewritten."""
+    import os
+    import subprocess
+
+    from kdinterp.workflow.lockfile import prune_stale_stages
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    for command in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"]):
+        subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  make:\n    matrix: {n: [1, 2]}\n    cmd: echo ${item.n} > out-${item.n}\n"
+                                       "    outs:\n      - out-${item.n}\n")
+    dvc = [str(Path(sys.executable).parent / "dvc"), "repro", "-q"]
+    subprocess.run(dvc, cwd=tmp_path, env=env, check=True, capture_output=True)
+    lock = tmp_path / "dvc.lock"
+    two = lock.read_text()
+    (tmp_path / "dvc.yaml").write_text((tmp_path / "dvc.yaml").read_text().replace("[1, 2]", "[1]"))
+    subprocess.run(dvc, cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert "make@2" in lock.read_text()                              # DVC keeps it
+    assert "1 stage(s)" in prune_stale_stages(tmp_path)
+    assert "make@2" not in lock.read_text() and "make@1" in lock.read_text()
+    assert two.split("  make@2:")[0] == lock.read_text()            # the entry that stays is unchanged
+    before = lock.stat().st_mtime_ns
+    assert prune_stale_stages(tmp_path) is None and lock.stat().st_mtime_ns == before
+
+
+def test_pruning_leaves_the_lock_alone_when_dvc_yaml_is_unreadable(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from kdinterp.workflow.lockfile import prune_stale_stages
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    for command in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"]):
+        subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  make: [\n")
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  gone:\n    cmd: echo\n")
+    assert prune_stale_stages(tmp_path) is None and "gone" in lock.read_text()

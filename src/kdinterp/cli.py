@@ -232,11 +232,12 @@ def profile(name: Annotated[str, typer.Argument(help="A profile: profiles/NAME.y
 
 @app.command("repair-lock")
 def repair_lock() -> None:
-    """Mend what an interrupted `dvc repro` leaves: an empty dvc.lock, dead processes in DVC's rwlock (`make repro`)."""
-    from kdinterp.workflow.lockfile import prune_rwlock
+    """Mend what an interrupted `dvc repro` leaves (an empty dvc.lock, dead processes in DVC's rwlock), and drop
+    dvc.lock entries of stages dvc.yaml no longer defines (`make repro`)."""
+    from kdinterp.workflow.lockfile import prune_rwlock, prune_stale_stages
     from kdinterp.workflow.lockfile import repair_lock as repair
 
-    for done in (repair(Path.cwd()), prune_rwlock(Path.cwd())):
+    for done in (repair(Path.cwd()), prune_rwlock(Path.cwd()), prune_stale_stages(Path.cwd())):
         if done is not None:
             typer.echo(done, err=True)
 

@@ -16,7 +16,13 @@ gets the same PID blocks every stage that touches those paths ("is busy, it is b
 the file, also rewritten in place, can be cut short ("JSON structure is corrupted"). :func:`prune_rwlock`
 drops the entries of processes that no longer exist, under DVC's own guard (``dvc.rwlock._edit_rwlock``,
 DVC's private helper, pinned with DVC in requirements.lock), and removes a corrupted file, DVC's own
-advice. ``make repro`` runs both (``kdinterp repair-lock``) before ``dvc repro``.
+advice.
+
+DVC keeps the ``dvc.lock`` entries of stages that ``dvc.yaml`` no longer defines (a renamed stage, a
+model or seed taken out of a ``matrix``: treeverse/dvc#5293, on purpose, to ease switching branches).
+They change nothing DVC does, but it parses and rewrites them after every stage, so :func:`prune_stale_stages`
+drops them, through DVC's own YAML round trip. ``make repro`` runs all three (``kdinterp repair-lock``)
+before ``dvc repro``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 from kdinterp.core.errors import KdinterpError
 from kdinterp.core.io import write_bytes
 
-__all__ = ["LOCK_FILE", "lock_problem", "prune_rwlock", "repair_lock"]
+__all__ = ["LOCK_FILE", "lock_problem", "prune_rwlock", "prune_stale_stages", "repair_lock"]
 
 LOCK_FILE = "dvc.lock"
 
@@ -112,3 +118,36 @@ def prune_rwlock(root: Path) -> str | None:
     if not dead:
         return None
     return f"{path}: dropped the entries of {len(dead)} dvc process(es) that no longer run (killed?)"
+
+
+def prune_stale_stages(root: Path) -> str | None:
+    """Drop the entries of ``root/dvc.lock`` whose stage ``root/dvc.yaml`` no longer defines; returns what was done
+    (one line), or ``None`` when there was nothing to drop (the file is then not rewritten). The defined stages
+    are DVC's own expansion of ``dvc.yaml`` (``matrix``, ``foreach``); the file is edited with DVC's YAML round
+    trip (``dvc.utils.serialize.modify_yaml``), so what stays is written as DVC writes it. A ``dvc.yaml`` that DVC
+    cannot read leaves the file untouched (``dvc repro`` then names the problem).
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+    from dvc.utils.serialize import load_yaml, modify_yaml
+
+    path = root / LOCK_FILE
+    if not path.exists() or lock_problem(root) is not None:
+        return None
+    locked = set((load_yaml(path) or {}).get("stages", {}))
+    try:
+        with Repo(str(root)) as repo:
+            pipeline = (root / "dvc.yaml").resolve()
+            defined = {stage.name for stage in repo.index.stages
+                       if isinstance(stage, PipelineStage) and Path(stage.path).resolve() == pipeline}
+    except DvcException:
+        return None
+    stale = sorted(locked - defined)
+    if not stale:
+        return None
+    with modify_yaml(path) as data:
+        for name in stale:
+            del data["stages"][name]
+    return (f"{path}: dropped the entries of {len(stale)} stage(s) that dvc.yaml no longer defines "
+            f"(e.g. {', '.join(stale[:3])})")
