@@ -196,8 +196,8 @@ def models(params: Params) -> list[Model]:
 
 
 def seeds_of(params: Params, group: Group) -> tuple[int, ...]:
-    """The seeds of ``group``'s models: ``params.control_seeds`` for a control group (``params.seeds``
-    when that is null), else ``params.seeds``; a teacher group's are its entries' own."""
+    """The seeds of a per-seed ``group``'s models: ``params.control_seeds`` for a control group (``params.seeds``
+    when that is null), else ``params.seeds``. (Teachers are not per seed: each has its own ``seed``.)"""
     if group.control and params.control_seeds is not None:
         return params.control_seeds
     return params.seeds
